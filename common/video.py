@@ -1,0 +1,137 @@
+"""MP4 recordings of whole Atari games.
+
+The recorder sits directly on the emulator, below every preprocessing wrapper, so
+it sees each of the 60 emulator frames per second in full colour (210x160) and
+each game from its real start to its real end, across all lives. Frames are
+streamed to ffmpeg as they come, so a long game never sits in memory, and they
+are read from the emulator only for the games being recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import gymnasium as gym
+import imageio.v2 as imageio
+
+FRAMES_PER_SECOND = 60  # the Atari 2600 runs at 60 frames per second
+# What a failing ffmpeg writer raises: OSError for a full disk or a broken pipe,
+# RuntimeError or ValueError from imageio when ffmpeg itself gave up.
+WRITE_ERRORS = (OSError, RuntimeError, ValueError)
+
+
+class GameRecorder(gym.Wrapper):
+    """Writes every N-th game as an MP4 named with its game number and score.
+
+    Why: watching the agent is the quickest way to see whether it learns, and a
+    file name such as ``breakout-game-000500-score-31.mp4`` makes progress
+    visible in a folder listing.
+
+    Note: this wrapper must wrap the raw emulator (frame skip 1). A "game" is
+    everything between two real resets of the emulator, so a lost life does not
+    end a recording. A full disk or any other error while writing a video prints
+    one warning, drops that recording and lets training go on.
+
+    Args:
+        env: the raw Atari environment, for example ``gym.make("BreakoutNoFrameskip-v4")``.
+        video_dir: folder for the MP4 files; created if missing.
+        every: record games ``every``, ``2 * every``, ...; 1 records every game.
+        name_prefix: start of each file name, usually the game's name.
+        first_game: number of the first game this wrapper will see; a resumed run
+            passes the number of games it has already played plus one.
+    """
+
+    def __init__(self, env: gym.Env, video_dir: str, every: int, name_prefix: str,
+                 first_game: int = 1):
+        super().__init__(env)
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+        self.video_dir = video_dir
+        self.every = every
+        self.name_prefix = name_prefix
+        self.game_number = first_game - 1  # incremented by every real reset
+        self.saved_paths: list[str] = []
+        self._writer = None
+        self._partial_path = ""
+        self._score = 0.0
+
+    @property
+    def recording(self) -> bool:
+        """Whether the current game is being written."""
+        return self._writer is not None
+
+    def reset(self, **kwargs):
+        observation, info = self.env.reset(**kwargs)
+        self._abandon()  # a game that was cut short by a reset is not kept
+        self.game_number += 1
+        self._score = 0.0
+        if self.game_number % self.every == 0:
+            self._start()
+            self._append_frame()
+        return observation, info
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self._score += float(reward)
+        if self.recording:
+            self._append_frame()
+            if terminated or truncated:
+                self._finish()
+        return observation, reward, terminated, truncated, info
+
+    def close(self):
+        self._abandon()
+        super().close()
+
+    def _start(self) -> None:
+        self._partial_path = os.path.join(
+            self.video_dir, f"{self.name_prefix}-game-{self.game_number:06d}.recording.mp4")
+        try:
+            os.makedirs(self.video_dir, exist_ok=True)
+            # macro_block_size=1 keeps the native 160x210 size (both even, as H.264 needs).
+            self._writer = imageio.get_writer(
+                self._partial_path, format="FFMPEG", mode="I", fps=FRAMES_PER_SECOND,
+                codec="libx264", macro_block_size=1, ffmpeg_log_level="error")
+        except WRITE_ERRORS as error:
+            self._warn(error)
+
+    def _append_frame(self) -> None:
+        try:
+            self._writer.append_data(self.env.unwrapped.ale.getScreenRGB())
+        except WRITE_ERRORS as error:
+            self._warn(error)
+
+    def _finish(self) -> None:
+        score = int(self._score) if self._score.is_integer() else self._score
+        final_path = os.path.join(
+            self.video_dir,
+            f"{self.name_prefix}-game-{self.game_number:06d}-score-{score}.mp4")
+        try:
+            self._writer.close()
+            self._writer = None
+            os.replace(self._partial_path, final_path)
+            self.saved_paths.append(final_path)
+        except WRITE_ERRORS as error:
+            self._warn(error)
+
+    def _abandon(self) -> None:
+        """Closes the writer, if any, and removes its unfinished file."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except WRITE_ERRORS:
+                pass
+            self._writer = None
+        if self._partial_path and os.path.exists(self._partial_path):
+            try:
+                os.remove(self._partial_path)
+            except OSError:
+                pass
+        self._partial_path = ""
+
+    def _warn(self, error: Exception) -> None:
+        print(f"warning: could not write video of game {self.game_number} to "
+              f"{self.video_dir} ({error}); training goes on without it.",
+              file=sys.stderr, flush=True)
+        self._abandon()
