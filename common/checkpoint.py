@@ -1,0 +1,225 @@
+"""Checkpoints that let a long run survive interruptions, and clean stops.
+
+A checkpoint holds the online and target networks, the optimizer's state and a
+JSON record of the training loop (step and game counters, the running-reward
+window, random-number states, the game being played). All of it goes into one
+``tf.train.Checkpoint``, written by a ``tf.train.CheckpointManager``: the data
+files are written first and the small index file that names the latest
+checkpoint is replaced atomically last, so a process killed mid-write leaves the
+previous checkpoint as the latest valid one. The replay memory, when asked for,
+is saved beside it as a NumPy ``.npz`` file (no pickle) before the index moves.
+Nothing here executes code from a file it reads.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import signal
+import sys
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable or of another run; the message says what to do."""
+
+
+class Checkpointer:
+    """Saves and restores everything a DQN run needs to go on.
+
+    Args:
+        directory: where the checkpoints go, usually ``<run-dir>/checkpoints``.
+        q_network: the online network.
+        target_network: the target network.
+        optimizer: the optimizer; its slots (Adam's moments) are saved too.
+        max_to_keep: how many recent checkpoints to keep on disk.
+    """
+
+    def __init__(self, directory: str, q_network: keras.Model, target_network: keras.Model,
+                 optimizer: keras.optimizers.Optimizer, max_to_keep: int = 3):
+        self.directory = directory
+        self._loop_state = tf.Variable("{}", dtype=tf.string, trainable=False)
+        self._checkpoint = tf.train.Checkpoint(q_network=q_network, target_network=target_network,
+                                               optimizer=optimizer, loop_state=self._loop_state)
+        self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep)
+        self._optimizer = optimizer
+        self._q_network = q_network
+
+    @property
+    def latest(self) -> str | None:
+        """Path prefix of the newest complete checkpoint, or ``None``."""
+        return self._manager.latest_checkpoint
+
+    def save(self, step: int, loop_state: dict[str, Any],
+             replay_state: dict[str, np.ndarray] | None = None) -> str:
+        """Writes a checkpoint numbered ``step``.
+
+        Args:
+            step: agent steps taken so far; it numbers the checkpoint.
+            loop_state: JSON-serialisable loop variables.
+            replay_state: the replay memory's ``state_dict()``, or ``None`` to skip it.
+
+        Returns:
+            The checkpoint's path prefix.
+        """
+        if replay_state is not None:
+            replay_path = self._replay_path(step)
+            temporary = replay_path + ".tmp.npz"  # np.savez keeps a name ending in .npz
+            np.savez(temporary, **replay_state)
+            os.replace(temporary, replay_path)
+        self._loop_state.assign(json.dumps(loop_state))
+        path = self._manager.save(checkpoint_number=step)
+        self._remove_stale_replays()
+        return path
+
+    def restore(self) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+        """Loads the newest checkpoint into the networks and the optimizer.
+
+        Returns:
+            ``(loop_state, replay_state)``; ``replay_state`` is ``None`` when the
+            checkpoint was saved without the replay memory.
+
+        Raises:
+            CheckpointError: if there is no checkpoint or it cannot be read.
+        """
+        latest = self.latest
+        if latest is None:
+            raise CheckpointError(f"no checkpoint in {self.directory}; start a new run "
+                                  f"without --resume, or point --run-dir at the run to resume")
+        # Adam's moment slots exist only once the optimizer is built; restoring needs them.
+        self._optimizer.build(self._q_network.trainable_variables)
+        try:
+            self._checkpoint.restore(latest).assert_existing_objects_matched()
+            loop_state = json.loads(self._loop_state.numpy().decode())
+        except (tf.errors.OpError, ValueError, AssertionError) as error:
+            raise CheckpointError(f"checkpoint {latest} cannot be read ({_first_line(error)}); "
+                                  f"it may be from another version or damaged") from None
+        step = int(latest.rsplit("-", 1)[1])
+        replay_path = self._replay_path(step)
+        replay_state = None
+        if os.path.exists(replay_path):
+            try:
+                with np.load(replay_path, allow_pickle=False) as archive:
+                    replay_state = {key: archive[key] for key in archive.files}
+            except (OSError, ValueError) as error:
+                print(f"warning: saved replay memory {replay_path} cannot be read "
+                      f"({_first_line(error)}); it will be refilled.", file=sys.stderr)
+        return loop_state, replay_state
+
+    def _replay_path(self, step: int) -> str:
+        return os.path.join(self.directory, f"replay-{step}.npz")
+
+    def _remove_stale_replays(self) -> None:
+        kept = {int(path.rsplit("-", 1)[1]) for path in self._manager.checkpoints}
+        for path in glob.glob(os.path.join(self.directory, "replay-*.npz*")):
+            match = re.fullmatch(r"replay-(\d+)\.npz", os.path.basename(path))
+            if match is None or int(match.group(1)) not in kept:
+                os.remove(path)
+
+
+def read_loop_state(directory: str) -> dict[str, Any] | None:
+    """Reads the loop record of the newest checkpoint without building any model.
+
+    Why: a resume must be refused (another game, a missing checkpoint) before the
+    run allocates gigabytes of replay memory or builds networks.
+
+    Args:
+        directory: the checkpoint folder.
+
+    Returns:
+        The loop state, or ``None`` if there is no checkpoint.
+
+    Raises:
+        CheckpointError: if the newest checkpoint cannot be read.
+    """
+    latest = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    if latest is None:
+        return None
+    try:
+        reader = tf.train.load_checkpoint(latest)
+        key = next(name for name in reader.get_variable_to_shape_map()
+                   if name.startswith("loop_state/"))
+        return json.loads(reader.get_tensor(key).decode())
+    except (tf.errors.OpError, StopIteration, ValueError) as error:
+        raise CheckpointError(f"checkpoint {latest} cannot be read ({_first_line(error)}); "
+                              f"it may be damaged") from None
+
+
+def load_q_network(path: str) -> keras.Model:
+    """Loads a saved ``.keras`` model with Keras' safe mode on.
+
+    Args:
+        path: a ``.keras`` file.
+
+    Returns:
+        The model, uncompiled.
+
+    Raises:
+        CheckpointError: if the file is missing, not a Keras model, or damaged.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no model file at {path}; pass a .keras file or a run folder "
+                              f"that holds model.keras or checkpoints")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many kinds (zip, JSON, h5, value) for a bad file
+        raise CheckpointError(f"cannot load model {path} ({type(error).__name__}: "
+                              f"{_first_line(error)}); is it a .keras file saved by this "
+                              f"project?") from None
+
+
+def save_model_atomically(model: keras.Model, path: str) -> None:
+    """Saves ``model`` to ``path`` through a temporary file, so a crash leaves no half file."""
+    temporary = os.path.join(os.path.dirname(path) or ".", ".partial-" + os.path.basename(path))
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+class GracefulStop:
+    """Turns Ctrl-C and SIGTERM into a flag the training loop checks once a step.
+
+    Why: a signal that arrives in the middle of a TensorFlow call or a file write
+    must not tear it apart; the loop finishes its step, saves a checkpoint and
+    exits cleanly. A second Ctrl-C stops at once.
+
+    Use it as a context manager around the loop; ``requested`` becomes true when
+    a stop is asked for. Outside the main thread (where Python cannot install
+    signal handlers) it does nothing.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.signal_name = ""
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "GracefulStop":
+        try:
+            for signal_number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signal_number] = signal.signal(signal_number, self._handle)
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signal_number, handler in self._previous.items():
+            signal.signal(signal_number, handler)
+        self._previous.clear()
+
+    def _handle(self, signal_number, frame) -> None:
+        if self.requested and signal_number == signal.SIGINT:
+            raise KeyboardInterrupt  # asked twice: stop now
+        self.requested = True
+        self.signal_name = signal.Signals(signal_number).name
+        print(f"\n{self.signal_name} received: saving a checkpoint before stopping "
+              f"(press Ctrl-C again to stop at once)", flush=True)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,206 @@
+"""Command-line overrides for a configuration dataclass, and checks of its values.
+
+A script defines its settings once, as a dataclass whose fields each carry a
+one-line docstring. ``parse_config`` turns every field into a flag
+(``total_steps`` becomes ``--total-steps``, its docstring the help text), so the
+command line can only override what the dataclass already says. Inside a
+Jupyter kernel the kernel's own arguments are ignored, so the same file runs in
+a notebook unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import math
+import os
+import sys
+import textwrap
+from typing import Any, Sequence, TypeVar
+
+ConfigT = TypeVar("ConfigT")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message says what to change."""
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit with status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def field_docstrings(config_class: type) -> dict[str, str]:
+    """Reads the docstring written under each field of a dataclass.
+
+    Why: Python keeps no such docstrings at run time, yet they are the most
+    readable place for a setting's unit and reason, so they are read from source.
+
+    Args:
+        config_class: a dataclass.
+
+    Returns:
+        Field name to its docstring, collapsed to one line. Empty if the source
+        cannot be found (for example in some interactive shells).
+    """
+    try:
+        source = textwrap.dedent(inspect.getsource(config_class))
+    except (OSError, TypeError):
+        return {}
+    body = ast.parse(source).body[0].body
+    docs = {}
+    for statement, following in zip(body, body[1:]):
+        if (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)):
+            docs[statement.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def _in_notebook() -> bool:
+    return "ipykernel" in sys.modules
+
+
+def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
+                 description: str = "") -> ConfigT:
+    """Builds a configuration from the dataclass defaults and command-line overrides.
+
+    Args:
+        config_class: the dataclass; each field becomes ``--field-name``. A
+            ``bool`` field becomes a ``--flag / --no-flag`` pair.
+        argv: the arguments; ``None`` reads ``sys.argv``, except in a Jupyter
+            kernel, where there are no overrides.
+        description: shown by ``--help``.
+
+    Returns:
+        An instance of ``config_class``. A wrong flag or value exits with a
+        one-line message and status 2.
+    """
+    if argv is None:
+        argv = [] if _in_notebook() else sys.argv[1:]
+    docs = field_docstrings(config_class)
+    parser = _OneLineParser(description=description)
+    hints = {field.name: field.type for field in dataclasses.fields(config_class)}
+    for field in dataclasses.fields(config_class):
+        flag = "--" + field.name.replace("_", "-")
+        kind = _field_type(hints[field.name])
+        help_text = f"{docs.get(field.name, '')} (default: {field.default!r})"
+        if kind is bool:
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=field.default, help=help_text)
+        else:
+            parser.add_argument(flag, dest=field.name, type=kind, default=field.default,
+                                metavar=field.name.upper(), help=help_text)
+    arguments = parser.parse_args(list(argv))
+    return config_class(**vars(arguments))
+
+
+def _field_type(annotation: Any) -> type:
+    """Maps a field annotation (possibly a string, with ``from __future__ import
+    annotations``) to the type argparse should convert to."""
+    names = {"int": int, "float": float, "str": str, "bool": bool}
+    if isinstance(annotation, str):
+        if annotation not in names:
+            raise TypeError(f"unsupported configuration field type {annotation!r}")
+        return names[annotation]
+    return annotation
+
+
+def check_config(config: Any) -> None:
+    """Checks the values a DQN run depends on, before any work starts.
+
+    It looks only at the fields the configuration has, so a script with fewer
+    settings can use it too.
+
+    Args:
+        config: a configuration dataclass instance.
+
+    Raises:
+        ConfigError: with a one-line message that says what to change.
+    """
+    def has(name):
+        return hasattr(config, name)
+
+    def flag(name):
+        return "--" + name.replace("_", "-")
+
+    positive = ("total_steps", "buffer_size", "batch_size", "train_every",
+                "target_update_every", "checkpoint_every", "episodes", "log_every_games")
+    for name in positive:
+        if has(name) and getattr(config, name) <= 0:
+            raise ConfigError(f"{flag(name)} must be a positive whole number, "
+                              f"got {getattr(config, name)}")
+    non_negative = ("learning_starts", "eps_decay_steps", "video_every")
+    for name in non_negative:
+        if has(name) and getattr(config, name) < 0:
+            raise ConfigError(f"{flag(name)} must be zero or more, got {getattr(config, name)}")
+    for name in ("gamma", "eps_start", "eps_end", "eval_epsilon"):
+        value = getattr(config, name, 0.0)
+        if has(name) and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{flag(name)} must be between 0 and 1, got {value}")
+    if has("learning_rate") and not (config.learning_rate > 0 and math.isfinite(config.learning_rate)):
+        raise ConfigError(f"--learning-rate must be a positive number, got {config.learning_rate}")
+    if has("solved_at") and not math.isfinite(config.solved_at):
+        raise ConfigError(f"--solved-at must be a finite number, got {config.solved_at}")
+    if has("buffer_size") and has("batch_size") and config.buffer_size < config.batch_size:
+        raise ConfigError(f"--buffer-size ({config.buffer_size}) must be at least "
+                          f"--batch-size ({config.batch_size})")
+    if has("learning_starts") and has("batch_size") and config.learning_starts < config.batch_size:
+        raise ConfigError(f"--learning-starts ({config.learning_starts}) must be at least "
+                          f"--batch-size ({config.batch_size}): the first update needs a full batch")
+    if has("learning_starts") and has("buffer_size") and config.learning_starts > config.buffer_size:
+        raise ConfigError(f"--learning-starts ({config.learning_starts}) cannot exceed "
+                          f"--buffer-size ({config.buffer_size})")
+
+
+def check_writable(folder: str, flag: str) -> None:
+    """Makes sure ``folder`` exists (creating it) and a file can be written in it.
+
+    Args:
+        folder: the output folder.
+        flag: the command-line flag that names it, for the message.
+
+    Raises:
+        ConfigError: if the folder cannot be created or written to.
+    """
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, ".write-test")
+        with open(probe, "w") as file:
+            file.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise ConfigError(f"cannot write to {flag} {folder!r} ({error.strerror or error}); "
+                          f"choose a folder you can write to") from None
+
+
+def check_memory(bytes_needed: int, bytes_per_item: int, flag: str = "--buffer-size",
+                 what: str = "the replay memory") -> None:
+    """Refuses a buffer that cannot fit in the memory this machine has free now.
+
+    Why: NumPy reserves large arrays lazily, so an oversized replay memory would
+    not fail when allocated but hours later, when the operating system kills the
+    filled-up process. Checking first turns that into a clear message.
+
+    Args:
+        bytes_needed: size of the buffer to allocate.
+        bytes_per_item: size of one stored item, to suggest a size that fits.
+        flag: the command-line flag that sets the size.
+        what: what the buffer is, for the message.
+
+    Raises:
+        ConfigError: if ``bytes_needed`` exceeds 90% of the available memory.
+    """
+    import psutil  # imported here: only a training run needs it
+
+    available = psutil.virtual_memory().available
+    if bytes_needed > 0.9 * available:
+        fits = int(0.8 * available / bytes_per_item) // 10_000 * 10_000
+        raise ConfigError(f"{what} needs {bytes_needed / 1e9:.1f} GB but only "
+                          f"{available / 1e9:.1f} GB of memory is available; pass a smaller "
+                          f"{flag} (for example {flag} {max(fits, 10_000)})")

@@ -1,0 +1,118 @@
+"""What a run reports: a console line, ``progress.csv`` and TensorBoard scalars.
+
+Every finished game (all lives) becomes one row of ``<run-dir>/progress.csv`` and
+one point of each TensorBoard scalar in ``<run-dir>``; every few games a line is
+printed. The CSV is flushed after each row, so even a killed run keeps every
+game it finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+
+import tensorflow as tf
+
+PROGRESS_FIELDS = ("step", "game", "score", "running_reward", "epsilon", "loss", "mean_q",
+                   "steps_per_second", "elapsed_seconds")
+
+
+class RunLogger:
+    """Writes one row per finished game to CSV and TensorBoard, and prints a summary.
+
+    Note: when a run resumes from a checkpoint taken at step ``resume_step``, the
+    rows written after that step belong to games the resumed run will play again,
+    so they are dropped; the CSV then carries on without gaps or duplicates.
+
+    Args:
+        run_dir: folder for ``progress.csv`` and the TensorBoard event files.
+        print_every_games: print a console line every this many games.
+        resume_step: keep the existing CSV up to this step (``None``: start afresh).
+    """
+
+    def __init__(self, run_dir: str, print_every_games: int = 10,
+                 resume_step: int | None = None):
+        os.makedirs(run_dir, exist_ok=True)
+        self.path = os.path.join(run_dir, "progress.csv")
+        self.print_every_games = print_every_games
+        if resume_step is not None and os.path.exists(self.path):
+            _truncate_after(self.path, resume_step)
+        else:
+            with open(self.path, "w", newline="") as file:
+                csv.writer(file).writerow(PROGRESS_FIELDS)
+        self._file = open(self.path, "a", newline="")
+        self._csv = csv.writer(self._file)
+        self._summary = tf.summary.create_file_writer(run_dir)
+        self._start_time = time.perf_counter()
+        self._last_time = self._start_time
+        self._last_step: int | None = None
+
+    def log_game(self, step: int, game: int, score: float, running_reward: float,
+                 epsilon: float, loss: float, mean_q: float) -> None:
+        """Records one finished game.
+
+        Args:
+            step: agent steps taken so far.
+            game: number of games finished so far, this one included.
+            score: the game's raw score (all lives, rewards not clipped).
+            running_reward: mean raw score of the last 100 games (fewer at first).
+            epsilon: exploration rate at this step.
+            loss: mean Huber loss of the updates since the previous game (NaN if none).
+            mean_q: mean predicted Q(s, a) over those updates (NaN if none).
+        """
+        now = time.perf_counter()
+        if self._last_step is None or step == self._last_step:
+            steps_per_second = math.nan
+        else:
+            steps_per_second = (step - self._last_step) / max(now - self._last_time, 1e-9)
+        self._last_step, self._last_time = step, now
+        elapsed = now - self._start_time
+        self._csv.writerow([step, game, _round(score), _round(running_reward), _round(epsilon),
+                            _round(loss), _round(mean_q), _round(steps_per_second, 1),
+                            _round(elapsed, 2)])
+        self._file.flush()
+        with self._summary.as_default(step=step):
+            tf.summary.scalar("charts/score", score)
+            tf.summary.scalar("charts/running_reward", running_reward)
+            tf.summary.scalar("charts/epsilon", epsilon)
+            if math.isfinite(loss):
+                tf.summary.scalar("losses/huber", loss)
+                tf.summary.scalar("losses/mean_q", mean_q)
+            if math.isfinite(steps_per_second):
+                tf.summary.scalar("charts/steps_per_second", steps_per_second)
+        if game % self.print_every_games == 0:
+            print(f"step {step:>10,} | games {game:>6,} | score {score:6g} | "
+                  f"running reward {running_reward:7.2f} | epsilon {epsilon:.3f} | "
+                  f"loss {loss:.4f} | mean Q {mean_q:7.3f} | "
+                  f"{steps_per_second:6.1f} steps/s", flush=True)
+
+    def close(self) -> None:
+        """Flushes and closes the CSV file and the TensorBoard writer."""
+        self._file.close()
+        self._summary.close()
+
+
+def _round(value: float, digits: int = 5) -> float:
+    return round(float(value), digits) if math.isfinite(value) else value
+
+
+def _truncate_after(path: str, step: int) -> None:
+    """Rewrites the CSV at ``path`` without rows past ``step``, atomically."""
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    header, body = (rows[0], rows[1:]) if rows else (list(PROGRESS_FIELDS), [])
+    kept = []
+    for row in body:
+        try:
+            if int(row[0]) <= step:
+                kept.append(row)
+        except (ValueError, IndexError):
+            pass  # a line cut short by a kill while it was being written
+    temporary = path + ".tmp"
+    with open(temporary, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(kept)
+    os.replace(temporary, path)
