@@ -105,11 +105,10 @@ def _truncate_after(path: str, step: int) -> None:
     header, body = (rows[0], rows[1:]) if rows else (list(PROGRESS_FIELDS), [])
     kept = []
     for row in body:
-        try:
-            if int(row[0]) <= step:
-                kept.append(row)
-        except (ValueError, IndexError):
-            pass  # a line cut short by a kill while it was being written
+        if len(row) != len(header) or not row[0].isdigit():
+            continue  # a line cut short by a kill while it was being written
+        if int(row[0]) <= step:
+            kept.append(row)
     temporary = path + ".tmp"
     with open(temporary, "w", newline="") as file:
         writer = csv.writer(file)

@@ -1,0 +1,110 @@
+"""Tests of common/config.py: flags from a dataclass, one-line errors, value checks."""
+
+import dataclasses
+import os
+import sys
+
+import pytest
+
+from common.config import (ConfigError, check_config, check_memory, check_writable,
+                           field_docstrings, parse_config)
+
+
+@dataclasses.dataclass
+class ExampleConfig:
+    total_steps: int = 1000
+    """agent steps to train for."""
+    learning_rate: float = 1e-4
+    """Adam learning
+    rate."""
+    run_dir: str = "runs/x"
+    """where outputs go."""
+    resume: bool = False
+    """continue a run."""
+    buffer_size: int = 100
+    """replay size in transitions."""
+    batch_size: int = 32
+    """batch."""
+    learning_starts: int = 50
+    """random steps first."""
+    gamma: float = 0.99
+    """discount."""
+    eps_start: float = 1.0
+    """start epsilon."""
+
+
+def test_docstrings_are_read_from_the_source():
+    docs = field_docstrings(ExampleConfig)
+    assert docs["total_steps"] == "agent steps to train for."
+    assert docs["learning_rate"] == "Adam learning rate."  # folded onto one line
+    assert set(docs) == {field.name for field in dataclasses.fields(ExampleConfig)}
+
+
+def test_flags_override_defaults_with_the_field_type():
+    config = parse_config(ExampleConfig, ["--total-steps", "2000", "--learning-rate", "0.5",
+                                          "--run-dir", "R", "--resume"])
+    assert config == ExampleConfig(total_steps=2000, learning_rate=0.5, run_dir="R", resume=True)
+    assert parse_config(ExampleConfig, []) == ExampleConfig()
+    assert parse_config(ExampleConfig, ["--no-resume"]).resume is False
+
+
+def test_help_shows_docstrings_and_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(ExampleConfig, ["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--total-steps TOTAL_STEPS agent steps to train for. (default: 1000)" in text
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--total-steps", "many"], "argument --total-steps: invalid int value: 'many'"),
+])
+def test_bad_flags_exit_2_with_one_line(capsys, argv, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(ExampleConfig, argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and expected in error
+
+
+def test_notebook_kernel_arguments_are_ignored(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/tmp/kernel-1.json"])
+    assert parse_config(ExampleConfig) == ExampleConfig()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"total_steps": 0}, "--total-steps must be a positive whole number"),
+    ({"buffer_size": -5}, "--buffer-size must be a positive whole number"),
+    ({"gamma": 1.5}, "--gamma must be between 0 and 1"),
+    ({"eps_start": -0.1}, "--eps-start must be between 0 and 1"),
+    ({"learning_rate": 0.0}, "--learning-rate must be a positive number"),
+    ({"learning_starts": 10}, "--learning-starts (10) must be at least --batch-size (32)"),
+    ({"buffer_size": 16, "learning_starts": 16, "batch_size": 16 * 2},
+     "--buffer-size (16) must be at least --batch-size (32)"),
+    ({"learning_starts": 500}, "--learning-starts (500) cannot exceed --buffer-size (100)"),
+])
+def test_check_config_names_the_flag(changes, message):
+    with pytest.raises(ConfigError) as error:
+        check_config(dataclasses.replace(ExampleConfig(), **changes))
+    assert message in str(error.value)
+
+
+def test_check_config_accepts_the_defaults():
+    check_config(ExampleConfig())
+
+
+def test_check_writable(tmp_path):
+    check_writable(str(tmp_path / "new" / "folder"), "--run-dir")
+    assert (tmp_path / "new" / "folder").is_dir()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot write to --run-dir"):
+        check_writable(str(blocker / "sub"), "--run-dir")
+
+
+def test_check_memory_refuses_what_cannot_fit():
+    check_memory(1_000, 10)
+    with pytest.raises(ConfigError, match=r"needs .* GB but only .* pass a smaller --buffer-size"):
+        check_memory(10**15, 7_064)
