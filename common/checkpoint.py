@@ -30,6 +30,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable or of another run; the message says what to do."""
 
 
+# What TensorFlow raises for a damaged or foreign checkpoint, depending on where it breaks.
+_READ_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError,
+                RuntimeError, StopIteration)
+
+
 class Checkpointer:
     """Saves and restores everything a DQN run needs to go on.
 
@@ -97,7 +102,7 @@ class Checkpointer:
         try:
             self._checkpoint.restore(latest).assert_existing_objects_matched()
             loop_state = json.loads(self._loop_state.numpy().decode())
-        except (tf.errors.OpError, ValueError, AssertionError) as error:
+        except _READ_ERRORS as error:
             raise CheckpointError(f"checkpoint {latest} cannot be read ({_first_line(error)}); "
                                   f"it may be from another version or damaged") from None
         step = int(latest.rsplit("-", 1)[1])
@@ -146,7 +151,7 @@ def read_loop_state(directory: str) -> dict[str, Any] | None:
         key = next(name for name in reader.get_variable_to_shape_map()
                    if name.startswith("loop_state/"))
         return json.loads(reader.get_tensor(key).decode())
-    except (tf.errors.OpError, StopIteration, ValueError) as error:
+    except _READ_ERRORS as error:
         raise CheckpointError(f"checkpoint {latest} cannot be read ({_first_line(error)}); "
                               f"it may be damaged") from None
 

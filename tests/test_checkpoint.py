@@ -1,0 +1,118 @@
+"""Tests of common/checkpoint.py: round trips, atomicity, safe model loading, signals."""
+
+import os
+import signal
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common.checkpoint import (CheckpointError, Checkpointer, GracefulStop, load_q_network,
+                               read_loop_state, save_model_atomically)
+from common.dqn import make_train_step
+
+
+def tiny_network(name="q_network"):
+    inputs = keras.Input((3,), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2)(x), name=name)
+
+
+def trained_parts(seed=0):
+    keras.utils.set_random_seed(seed)
+    q_network, target_network = tiny_network(), tiny_network("target_network")
+    optimizer = keras.optimizers.Adam(1e-2)
+    train_step = make_train_step(q_network, target_network, optimizer, 0.9)
+    observations = np.array([[1, 2, 3], [200, 100, 0]], np.uint8)
+    for _ in range(3):
+        train_step(observations, np.array([0, 1], np.int32), np.array([1.0, -1.0], np.float32),
+                   observations, np.array([0.0, 1.0], np.float32))
+    return q_network, target_network, optimizer
+
+
+def test_round_trip_restores_networks_optimizer_and_loop_state(tmp_path):
+    q_network, target_network, optimizer = trained_parts()
+    saver = Checkpointer(str(tmp_path), q_network, target_network, optimizer)
+    replay = {"frames": np.arange(12, dtype=np.uint8).reshape(3, 4), "cursor": np.array(2)}
+    saver.save(700, {"step": 700, "games": 5, "recent_scores": [1.0, 2.0]}, replay)
+
+    q2, t2, optimizer2 = tiny_network(), tiny_network("target_network"), keras.optimizers.Adam(1e-2)
+    loop_state, replay_state = Checkpointer(str(tmp_path), q2, t2, optimizer2).restore()
+    assert loop_state == {"step": 700, "games": 5, "recent_scores": [1.0, 2.0]}
+    assert read_loop_state(str(tmp_path)) == loop_state
+    assert set(replay_state) == {"frames", "cursor"}
+    np.testing.assert_array_equal(replay_state["frames"], replay["frames"])
+    for restored, original in [(q2, q_network), (t2, target_network)]:
+        for a, b in zip(restored.get_weights(), original.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert int(optimizer2.iterations) == 3
+    for a, b in zip(optimizer2.variables, optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_keeps_the_last_three_and_their_replays_only(tmp_path):
+    saver = Checkpointer(str(tmp_path), *trained_parts())
+    for step in (100, 200, 300, 400):
+        saver.save(step, {"step": step}, {"frames": np.zeros(2, np.uint8)})
+    assert saver.latest.endswith("ckpt-400")
+    replays = sorted(name for name in os.listdir(tmp_path) if name.startswith("replay"))
+    assert replays == ["replay-200.npz", "replay-300.npz", "replay-400.npz"]
+    saver.save(500, {"step": 500})  # saved without the memory
+    assert read_loop_state(str(tmp_path)) == {"step": 500}
+    assert Checkpointer(str(tmp_path), *trained_parts()).restore()[1] is None
+
+
+def test_a_partly_written_checkpoint_is_never_the_latest(tmp_path):
+    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver.save(100, {"step": 100})
+    # What a kill -9 in the middle of the next save leaves: data files, no index update.
+    (tmp_path / "ckpt-200.data-00000-of-00001").write_bytes(b"\x00" * 10)
+    (tmp_path / "replay-200.npz.tmp.npz").write_bytes(b"PK")
+    assert read_loop_state(str(tmp_path)) == {"step": 100}
+    assert Checkpointer(str(tmp_path), *trained_parts()).restore()[0] == {"step": 100}
+
+
+def test_missing_and_damaged_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint in"):
+        Checkpointer(str(tmp_path), *trained_parts()).restore()
+    assert read_loop_state(str(tmp_path / "nowhere")) is None
+    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver.save(100, {"step": 100})
+    data = next(tmp_path.glob("ckpt-100.data*"))
+    data.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        Checkpointer(str(tmp_path), *trained_parts()).restore()
+
+
+def test_models_load_in_safe_mode_and_bad_files_are_refused(tmp_path):
+    q_network, _, _ = trained_parts()
+    path = str(tmp_path / "model.keras")
+    save_model_atomically(q_network, path)
+    assert os.listdir(tmp_path) == ["model.keras"]
+    loaded = load_q_network(path)
+    observations = np.array([[9, 8, 7]], np.uint8)
+    np.testing.assert_allclose(loaded(observations), q_network(observations))
+    with pytest.raises(CheckpointError, match="no model file"):
+        load_q_network(str(tmp_path / "missing.keras"))
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"this is not a zip file")
+    with pytest.raises(CheckpointError, match="cannot load model"):
+        load_q_network(str(corrupt))
+
+
+def test_a_lambda_layer_is_refused_by_safe_mode(tmp_path):
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    path = str(tmp_path / "lambda.keras")
+    model.save(path)
+    with pytest.raises(CheckpointError, match="cannot load model"):
+        load_q_network(path)
+
+
+def test_sigterm_sets_the_flag_instead_of_killing():
+    with GracefulStop() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested and stop.signal_name == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
