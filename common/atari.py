@@ -36,6 +36,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from common.config import ConfigError
+
 __all__ = ["EpisodicLife", "FireReset", "make_env"]
 
 FRAME_SKIP = 4
@@ -212,13 +214,14 @@ def make_env(
         frame last; rewards are clipped to [-1, 1].
 
     Raises:
-        ValueError: If `env_id` is not a known `*NoFrameskip-v4` id, or video
-            options are inconsistent.
+        ConfigError: If `env_id` is not a known `*NoFrameskip-v4` id (a
+            `ValueError` whose message says what to use instead).
+        ValueError: If the video options are inconsistent.
     """
     import ale_py  # Imported here so that importing this module registers nothing.
 
     if not env_id.endswith("NoFrameskip-v4"):
-        raise ValueError(
+        raise ConfigError(
             f"{env_id!r} is not a NoFrameskip-v4 id; use e.g. 'BreakoutNoFrameskip-v4' "
             "(one frame per step, no sticky actions; frame skipping is done here)."
         )
@@ -232,7 +235,7 @@ def make_env(
         env = gym.make(env_id, max_num_frames_per_episode=max_frames_per_game)
     except gym.error.Error as error:
         message = str(error).replace("\n", " ")
-        raise ValueError(
+        raise ConfigError(
             f"Unknown Atari game {env_id!r} ({message}); use e.g. 'BreakoutNoFrameskip-v4'."
         ) from None
 

@@ -92,6 +92,9 @@ def make_target_sync(q_network: keras.Model, target_network: keras.Model) -> Cal
     Returns:
         ``sync_target()``, which assigns every target variable its online value.
     """
+    if len(q_network.variables) != len(target_network.variables):
+        raise ValueError(f"the target network does not match the online network: "
+                         f"{len(target_network.variables)} variables vs {len(q_network.variables)}")
     pairs = list(zip(q_network.variables, target_network.variables))
     for online, target in pairs:
         if online.shape != target.shape:

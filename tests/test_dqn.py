@@ -1,0 +1,235 @@
+"""Golden-value tests of `common/dqn.py` against the DQN update worked out by hand in NumPy.
+
+The networks here are tiny and linear (uint8 2x2 frame -> Rescaling(1/255) -> Flatten ->
+Dense), with weights set by hand, so every Q-value, target, loss and gradient can be
+computed exactly in NumPy and compared with what the graph functions return.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common.dqn import make_greedy_policy, make_target_sync, make_train_step
+
+FRAME_SHAPE = (2, 2, 1)
+NUM_ACTIONS = 3
+GAMMA = 0.9
+
+ONLINE_KERNEL = np.array([[0.5, -0.3, 0.2],
+                          [0.1, 0.4, -0.6],
+                          [-0.2, 0.3, 0.7],
+                          [0.6, -0.1, 0.05]])
+ONLINE_BIAS = np.array([0.1, -0.2, 0.05])
+TARGET_KERNEL = np.array([[1.5, -0.5, 0.3],
+                          [0.2, 2.0, -1.0],
+                          [-0.4, 0.6, 1.2],
+                          [0.9, -0.3, 0.4]])
+TARGET_BIAS = np.array([0.3, 0.1, -0.2])
+
+# A batch of four transitions. Pixel values are multiples of 51, so pixel / 255 is a
+# round number. With the weights above the TD errors Q(s, a) - y come out as
+# -0.6, 0.89, -1.032 and -3.506: two inside the quadratic part of the Huber loss and
+# two in its linear part.
+OBSERVATIONS = np.array([[0, 51, 102, 153],
+                         [255, 0, 51, 0],
+                         [102, 102, 0, 204],
+                         [51, 153, 255, 102]], np.uint8).reshape(4, *FRAME_SHAPE)
+NEXT_OBSERVATIONS = np.array([[204, 0, 51, 102],
+                              [0, 255, 153, 51],
+                              [51, 51, 204, 0],
+                              [153, 0, 102, 255]], np.uint8).reshape(4, *FRAME_SHAPE)
+ACTIONS = np.array([0, 2, 1, 1], np.int32)
+REWARDS = np.array([1.0, -0.5, 0.0, 2.0], np.float32)
+# Sample 0 is terminal with a positive reward, sample 1 terminal with a negative one.
+# Sample 2 was cut off by the time limit (truncated, not terminated), so it must
+# bootstrap; there the target and online networks also disagree on the best next action.
+TERMINATED = np.array([1.0, 1.0, 0.0, 0.0], np.float32)
+TRUNCATED = np.array([0.0, 0.0, 1.0, 0.0], np.float32)  # Never passed to train_step.
+
+
+def linear_q_network(kernel, bias, name):
+    """A Q-network whose action values are exactly `frame / 255 @ kernel + bias`."""
+    frames = keras.Input(shape=FRAME_SHAPE, dtype="uint8")
+    x = keras.layers.Rescaling(1.0 / 255.0)(frames)
+    x = keras.layers.Flatten()(x)
+    q_values = keras.layers.Dense(NUM_ACTIONS)(x)
+    network = keras.Model(frames, q_values, name=name)
+    network.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return network
+
+
+def flat(observations):
+    return observations.reshape(len(observations), -1).astype(np.float64) / 255
+
+
+def hand_targets():
+    """y = r + gamma * max_a' Q_target(s', a') * (1 - terminated), in float64."""
+    next_q_values = flat(NEXT_OBSERVATIONS) @ TARGET_KERNEL + TARGET_BIAS
+    return REWARDS + GAMMA * next_q_values.max(axis=1) * (1 - TERMINATED)
+
+
+def hand_chosen_q_values():
+    q_values = flat(OBSERVATIONS) @ ONLINE_KERNEL + ONLINE_BIAS
+    return q_values[np.arange(len(ACTIONS)), ACTIONS]
+
+
+def hand_loss_and_gradients():
+    """The mean Huber loss (delta 1) and its gradients for the online kernel and bias."""
+    errors = hand_chosen_q_values() - hand_targets()
+    losses = np.where(np.abs(errors) <= 1, 0.5 * errors**2, np.abs(errors) - 0.5)
+    # d huber / d error is the error clipped to [-1, 1]; the mean divides by the batch size.
+    d_chosen_q = np.clip(errors, -1, 1) / len(errors)
+    d_q_values = np.zeros((len(errors), NUM_ACTIONS))
+    d_q_values[np.arange(len(errors)), ACTIONS] = d_chosen_q  # Only Q(s, a) gets a gradient.
+    return losses.mean(), flat(OBSERVATIONS).T @ d_q_values, d_q_values.sum(axis=0)
+
+
+@pytest.fixture
+def networks():
+    return (linear_q_network(ONLINE_KERNEL, ONLINE_BIAS, "online"),
+            linear_q_network(TARGET_KERNEL, TARGET_BIAS, "target"))
+
+
+def run_train_step(train_step):
+    loss, mean_q = train_step(OBSERVATIONS, ACTIONS, REWARDS, NEXT_OBSERVATIONS, TERMINATED)
+    return float(loss), float(mean_q)
+
+
+def test_hand_values_exercise_every_case():
+    """Guards the batch above: it must keep covering both Huber branches and both kinds of end."""
+    errors = hand_chosen_q_values() - hand_targets()
+    assert np.sum(np.abs(errors) < 1) == 2 and np.sum(np.abs(errors) > 1) == 2
+    np.testing.assert_allclose(hand_targets()[:2], [1.0, -0.5])  # Terminal: the reward alone.
+    assert TRUNCATED[2] == 1 and TERMINATED[2] == 0 and hand_targets()[2] != REWARDS[2]
+
+
+def test_loss_and_mean_q_equal_the_hand_computed_values(networks):
+    q_network, target_network = networks
+    train_step = make_train_step(q_network, target_network, keras.optimizers.SGD(0.0), GAMMA)
+
+    loss, mean_q = run_train_step(train_step)
+
+    expected_loss, _, _ = hand_loss_and_gradients()
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    assert mean_q == pytest.approx(hand_chosen_q_values().mean(), rel=1e-5)
+
+
+def test_terminal_targets_are_the_reward_and_truncated_ones_bootstrap(networks):
+    """With every Q(s, a) forced to 0.25, the loss of a one-sample batch is Huber(0.25 - y)."""
+    q_network, target_network = networks
+    q_network.set_weights([np.zeros((4, NUM_ACTIONS), np.float32), np.full(NUM_ACTIONS, 0.25, np.float32)])
+    train_step = make_train_step(q_network, target_network, keras.optimizers.SGD(0.0), GAMMA)
+
+    for sample, expected_target in [(0, 1.0), (1, -0.5), (2, hand_targets()[2])]:
+        batch = slice(sample, sample + 1)
+        loss, _ = train_step(OBSERVATIONS[batch], ACTIONS[batch], REWARDS[batch],
+                             NEXT_OBSERVATIONS[batch], TERMINATED[batch])
+        error = 0.25 - expected_target
+        expected_loss = 0.5 * error**2 if abs(error) <= 1 else abs(error) - 0.5
+        assert float(loss) == pytest.approx(expected_loss, rel=1e-5), f"sample {sample}"
+
+
+def test_sgd_step_moves_the_weights_by_the_hand_computed_gradient(networks):
+    q_network, target_network = networks
+    learning_rate = 0.1
+    train_step = make_train_step(q_network, target_network, keras.optimizers.SGD(learning_rate),
+                                 GAMMA, max_gradient_norm=1e6)
+
+    run_train_step(train_step)
+
+    _, kernel_gradient, bias_gradient = hand_loss_and_gradients()
+    new_kernel, new_bias = q_network.get_weights()
+    assert not np.allclose(new_kernel, ONLINE_KERNEL)
+    np.testing.assert_allclose(new_kernel, ONLINE_KERNEL - learning_rate * kernel_gradient, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new_bias, ONLINE_BIAS - learning_rate * bias_gradient, rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_are_clipped_by_their_global_norm(networks):
+    q_network, target_network = networks
+    learning_rate, max_gradient_norm = 1.0, 0.05
+    _, kernel_gradient, bias_gradient = hand_loss_and_gradients()
+    global_norm = np.sqrt(np.sum(kernel_gradient**2) + np.sum(bias_gradient**2))
+    assert global_norm > 5 * max_gradient_norm  # So the clipping does act.
+    train_step = make_train_step(q_network, target_network, keras.optimizers.SGD(learning_rate),
+                                 GAMMA, max_gradient_norm=max_gradient_norm)
+
+    run_train_step(train_step)
+
+    new_kernel, new_bias = q_network.get_weights()
+    kernel_update, bias_update = new_kernel - ONLINE_KERNEL, new_bias - ONLINE_BIAS
+    update_norm = np.sqrt(np.sum(kernel_update**2) + np.sum(bias_update**2))
+    assert update_norm == pytest.approx(learning_rate * max_gradient_norm, rel=1e-4)
+    # One scale for all variables together: the direction of the full gradient is kept.
+    scale = learning_rate * max_gradient_norm / global_norm
+    np.testing.assert_allclose(kernel_update, -scale * kernel_gradient, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(bias_update, -scale * bias_gradient, rtol=1e-3, atol=1e-6)
+
+
+def test_train_step_leaves_the_target_network_alone(networks):
+    q_network, target_network = networks
+    train_step = make_train_step(q_network, target_network, keras.optimizers.SGD(0.1), GAMMA)
+
+    run_train_step(train_step)
+    run_train_step(train_step)
+
+    assert not np.allclose(q_network.get_weights()[0], ONLINE_KERNEL)
+    new_kernel, new_bias = target_network.get_weights()
+    np.testing.assert_array_equal(new_kernel, TARGET_KERNEL.astype(np.float32))
+    np.testing.assert_array_equal(new_bias, TARGET_BIAS.astype(np.float32))
+
+
+def test_target_sync_copies_the_weights_then_only_the_online_network_learns(networks):
+    q_network, target_network = networks
+    train_step = make_train_step(q_network, target_network, keras.optimizers.SGD(0.1), GAMMA)
+    sync_target = make_target_sync(q_network, target_network)
+    run_train_step(train_step)
+
+    sync_target()
+    synced = [weight.copy() for weight in q_network.get_weights()]
+    for online, target in zip(synced, target_network.get_weights()):
+        np.testing.assert_array_equal(target, online)
+
+    # After the sync the target is computed from the synced weights, not from TARGET_*.
+    loss, _ = run_train_step(train_step)
+    next_q_values = flat(NEXT_OBSERVATIONS) @ synced[0] + synced[1]
+    targets = REWARDS + GAMMA * next_q_values.max(axis=1) * (1 - TERMINATED)
+    errors = (flat(OBSERVATIONS) @ synced[0] + synced[1])[np.arange(4), ACTIONS] - targets
+    huber = np.where(np.abs(errors) <= 1, 0.5 * errors**2, np.abs(errors) - 0.5)
+    assert loss == pytest.approx(huber.mean(), rel=1e-5)
+
+    run_train_step(train_step)
+    assert not np.allclose(q_network.get_weights()[0], synced[0])
+    for kept, target in zip(synced, target_network.get_weights()):
+        np.testing.assert_array_equal(target, kept)
+
+
+def test_target_sync_rejects_a_network_of_another_shape(networks):
+    q_network, _ = networks
+    frames = keras.Input(shape=FRAME_SHAPE, dtype="uint8")
+    other = keras.Model(frames, keras.layers.Dense(NUM_ACTIONS + 1)(keras.layers.Flatten()(frames)))
+
+    with pytest.raises(ValueError, match="does not match"):
+        make_target_sync(q_network, other)
+
+
+def test_greedy_policy_returns_the_argmax_action_and_the_q_values(networks):
+    q_network, _ = networks
+    greedy_actions = make_greedy_policy(q_network)
+
+    actions, q_values = greedy_actions(tf.constant(NEXT_OBSERVATIONS))
+
+    expected_q_values = flat(NEXT_OBSERVATIONS) @ ONLINE_KERNEL + ONLINE_BIAS
+    assert len(set(expected_q_values.argmax(axis=1))) == 3  # Every action is best somewhere.
+    assert actions.dtype == tf.int32
+    np.testing.assert_array_equal(actions, expected_q_values.argmax(axis=1))
+    np.testing.assert_allclose(q_values, expected_q_values, rtol=1e-5, atol=1e-6)
+
+
+def test_target_sync_refuses_networks_with_a_different_number_of_variables():
+    inputs = keras.Input((2, 2, 1), dtype="uint8")
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    deeper = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(3)(x)))
+    shallower = keras.Model(inputs, keras.layers.Dense(3)(x))
+    with pytest.raises(ValueError, match="does not match"):
+        make_target_sync(deeper, shallower)
