@@ -1,0 +1,449 @@
+"""Replay memory that stores each Atari frame once.
+
+DQN learns from minibatches drawn uniformly from the agent's recent experience
+(Mnih et al., 2015: the last 1,000,000 transitions, minibatches of 32). A transition is
+(observation, action, reward, next_observation, terminated), and each observation is a
+stack of the last 4 preprocessed 84x84 frames. Storing both stacks of every transition
+would take 56,448 bytes per transition, 56 GB for a million. But consecutive
+observations share 3 of their 4 frames, so this memory stores every frame once, in a
+ring of slots, and rebuilds the stacks when it samples: 7,064 bytes per transition,
+about 7.06 GB for a million.
+
+How the ring works:
+
+1. Slot ``i`` holds the newest frame of some observation ``s_i``, together with the
+   action taken in ``s_i``, the reward that followed, whether the episode terminated,
+   a "valid" flag (the next observation's newest frame is in slot ``i + 1``, so slot
+   ``i`` holds a complete transition) and an "episode start" flag.
+2. The first ``add`` of an episode first writes the newest frame of its observation into
+   a fresh slot marked as an episode start. Every ``add`` then writes the newest frame of
+   ``next_observation`` into the following slot. An episode of T steps uses T + 1 slots.
+3. When an episode ends, terminated or truncated, its final frame stays in the ring, so
+   a truncated transition can still bootstrap from its true final observation. The next
+   ``add`` starts the new episode in a fresh slot.
+4. ``sample`` rebuilds the stack of slot ``i`` from slots ``i - 3 .. i``. Positions that
+   fall before the episode's start slot repeat the start frame, which is exactly what
+   gymnasium's ``FrameStackObservation`` gave the agent after a reset, so frames of two
+   episodes are never mixed.
+5. Once the ring has wrapped, the oldest transitions whose history would reach into
+   slots already overwritten by newer frames are not sampled.
+
+The memory assumes one sequential stream of experience: the ``observation`` passed to
+``add`` is the ``next_observation`` of the previous call, unless that call ended the
+episode. Its newest frame is only read at the start of an episode.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+# Actions are stored as uint8: Atari games have at most 18 actions.
+_ACTION_DTYPE = np.uint8
+_MAX_ACTIONS = np.iinfo(_ACTION_DTYPE).max + 1
+# Bytes per slot besides the frame: action (1), reward (4), terminated, valid and
+# episode-start flags (1 each).
+_SLOT_OVERHEAD_BYTES = 1 + 4 + 1 + 1 + 1
+# Rejection sampling gives up after this many rounds of redrawing and looks at every
+# slot instead; that only happens in a tiny memory that is mostly unsampleable.
+_MAX_DRAW_ROUNDS = 16
+_UINT64_MASK = (1 << 64) - 1
+
+
+class Batch(NamedTuple):
+    """A minibatch of transitions, as arrays whose first axis is the batch.
+
+    Attributes:
+        observations: uint8, shape ``(B, *frame_shape, history_length)``, channels-last
+            with the newest frame last.
+        actions: int32, shape ``(B,)``.
+        rewards: float32, shape ``(B,)``, the rewards exactly as they were added.
+        next_observations: uint8, same shape as ``observations``.
+        terminated: float32, shape ``(B,)``, 1.0 where the episode terminated after the
+            action (no bootstrapping), 0.0 otherwise, including truncated episodes.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminated: np.ndarray
+
+
+class ReplayMemory:
+    """A ring buffer of transitions that stores every frame once.
+
+    Why: keeping whole stacked observations costs four (or eight) times the memory;
+    a million transitions of single frames fit in about 7.06 GB of RAM.
+
+    Args:
+        capacity: Number of slots, which is about the number of transitions kept; an
+            episode of T steps uses T + 1 slots.
+        frame_shape: Shape of one preprocessed frame, ``(84, 84)`` for DQN.
+        history_length: Number of frames stacked in an observation (4 in DQN).
+        seed: Seed of the generator that draws minibatches; ``None`` seeds it from
+            the operating system.
+
+    Raises:
+        ValueError: If an argument is out of range.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        frame_shape: tuple[int, ...] = (84, 84),
+        history_length: int = 4,
+        seed: int | None = None,
+    ) -> None:
+        if not _is_int(history_length) or history_length < 1:
+            raise ValueError(f"history_length must be a positive integer, got {history_length!r}.")
+        if not _is_int(capacity) or capacity <= history_length:
+            raise ValueError(
+                f"capacity must be an integer larger than history_length={history_length}, "
+                f"got {capacity!r}; DQN uses 1_000_000."
+            )
+        frame_shape = tuple(frame_shape)
+        if not frame_shape or not all(_is_int(size) and size > 0 for size in frame_shape):
+            raise ValueError(
+                f"frame_shape must be a tuple of positive integers, got {frame_shape!r}."
+            )
+
+        self._capacity = int(capacity)
+        self._frame_shape = tuple(int(size) for size in frame_shape)
+        self._history_length = int(history_length)
+        self._observation_shape = (*self._frame_shape, self._history_length)
+        # Offsets of the slots that make up a transition, relative to its slot i:
+        # i - (history_length - 1) .. i for the observation, plus i + 1 for the next one.
+        self._offsets = np.arange(-(self._history_length - 1), 2)
+
+        self._frames = np.zeros((self._capacity, *self._frame_shape), dtype=np.uint8)
+        self._actions = np.zeros(self._capacity, dtype=_ACTION_DTYPE)
+        self._rewards = np.zeros(self._capacity, dtype=np.float32)
+        self._terminated = np.zeros(self._capacity, dtype=bool)
+        self._valid = np.zeros(self._capacity, dtype=bool)
+        self._episode_start = np.zeros(self._capacity, dtype=bool)
+
+        self._cursor = 0  # the slot the next frame is written to
+        self._size = 0  # number of slots written so far, at most capacity
+        self._num_valid = 0  # number of slots holding a complete transition
+        self._episode_open = False  # whether the next add continues an episode
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+
+    @staticmethod
+    def bytes_needed(capacity: int, frame_shape: tuple[int, ...] = (84, 84)) -> int:
+        """Returns how many bytes a memory of this size allocates.
+
+        Why: a million-transition memory needs about 7 GB; checking that before
+        allocating gives a clear message instead of a crash hours into a run.
+
+        Args:
+            capacity: Number of slots.
+            frame_shape: Shape of one frame.
+
+        Returns:
+            The bytes of all the arrays, equal to ``nbytes`` after construction.
+        """
+        return int(capacity) * (math.prod(frame_shape) + _SLOT_OVERHEAD_BYTES)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes allocated by the memory's arrays."""
+        return sum(array.nbytes for array in self._arrays().values())
+
+    @property
+    def capacity(self) -> int:
+        """Number of slots in the ring."""
+        return self._capacity
+
+    def __len__(self) -> int:
+        """Returns the number of complete transitions stored.
+
+        Why: the training loop waits until the memory holds enough transitions before
+        it starts learning (replay start size 50,000 in DQN).
+
+        Returns:
+            The number of stored transitions. Once the ring has wrapped, up to
+            ``history_length - 1`` of them, the oldest, cannot be sampled because
+            their history has been overwritten.
+        """
+        return self._num_valid
+
+    def add(
+        self,
+        observation: np.ndarray,
+        action: int,
+        reward: float,
+        next_observation: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+    ) -> None:
+        """Stores one transition.
+
+        Why: only the newest frame of ``next_observation`` is new, so that is what
+        is written; at the start of an episode the newest frame of ``observation``
+        is written first.
+
+        Args:
+            observation: uint8 stack of shape ``(*frame_shape, history_length)``,
+                newest frame last.
+            action: Index of the action taken, in ``[0, 256)``.
+            reward: Reward that followed, stored as float32 exactly as given (the
+                caller clips it).
+            next_observation: uint8 stack of the same shape as ``observation``.
+            terminated: Whether the episode ended in a terminal state (no bootstrap).
+            truncated: Whether the episode was cut short, for example by a time limit.
+                The next transition then starts a new episode, but this one still
+                bootstraps from ``next_observation``.
+
+        Raises:
+            ValueError: If an observation has the wrong shape or the action is out of
+                range.
+        """
+        observation = np.asarray(observation)
+        next_observation = np.asarray(next_observation)
+        expected = self._observation_shape
+        if observation.shape != expected or next_observation.shape != expected:
+            raise ValueError(
+                f"observations must have shape {expected} (frames stacked on the "
+                f"last axis), got {observation.shape} and {next_observation.shape}; "
+                "move the stack axis last, e.g. np.moveaxis(observation, 0, -1)."
+            )
+        if not 0 <= action < _MAX_ACTIONS:
+            raise ValueError(f"action must be in [0, {_MAX_ACTIONS}), got {action}.")
+
+        if not self._episode_open:
+            self._write_frame(observation[..., -1], episode_start=True)
+        slot = self._cursor - 1 if self._cursor > 0 else self._capacity - 1
+        self._actions[slot] = action
+        self._rewards[slot] = reward
+        self._terminated[slot] = terminated
+        self._write_frame(next_observation[..., -1], episode_start=False)
+        self._valid[slot] = True
+        self._num_valid += 1
+        self._episode_open = not (terminated or truncated)
+
+    def _write_frame(self, frame: np.ndarray, episode_start: bool) -> None:
+        """Writes a frame into the slot at the cursor and advances the cursor."""
+        slot = self._cursor
+        # The slot's old transition, if any, loses its frame.
+        if self._valid[slot]:
+            self._valid[slot] = False
+            self._num_valid -= 1
+        self._frames[slot] = frame
+        self._episode_start[slot] = episode_start
+        self._cursor = slot + 1 if slot + 1 < self._capacity else 0
+        if self._size < self._capacity:
+            self._size += 1
+
+    def sample(self, batch_size: int) -> Batch:
+        """Draws a minibatch of transitions uniformly, with replacement.
+
+        Why: uniform sampling from a large memory breaks the correlation between
+        consecutive transitions (Mnih et al., 2015).
+
+        Args:
+            batch_size: Number of transitions, 32 in DQN.
+
+        Returns:
+            A ``Batch`` of contiguous arrays; the observation stacks are rebuilt from
+            the stored frames exactly as the environment gave them.
+
+        Raises:
+            ValueError: If ``batch_size`` is not positive or no transition can be
+                sampled yet.
+        """
+        if not _is_int(batch_size) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if self._num_valid == 0:
+            raise ValueError("cannot sample from an empty replay memory; add transitions first.")
+        slots = self._draw_slots(batch_size)
+        observations, next_observations = self._gather_stacks(slots)
+        transitions = slots[:, self._history_length - 1]
+        return Batch(
+            observations=observations,
+            actions=self._actions[transitions].astype(np.int32),
+            rewards=self._rewards[transitions],
+            next_observations=next_observations,
+            terminated=self._terminated[transitions].astype(np.float32),
+        )
+
+    def _draw_slots(self, batch_size: int) -> np.ndarray:
+        """Draws sampleable transitions and returns the slots of their frames.
+
+        Candidates are drawn uniformly from the written slots and rejected when they
+        are not sampleable, which keeps the draw uniform over sampleable transitions.
+
+        Returns:
+            int array of shape ``(batch_size, history_length + 1)``: per transition, the
+            slots of the observation's frames, oldest first, then the next frame's slot.
+        """
+        accepted = []
+        needed = batch_size
+        for _ in range(_MAX_DRAW_ROUNDS):
+            # A few extra candidates make a second round rare.
+            candidates = self._rng.integers(0, self._size, size=needed + 8)
+            candidates = candidates[self._valid[candidates]]
+            slots = self._stack_slots(candidates)[:needed]
+            accepted.append(slots)
+            needed -= len(slots)
+            if needed == 0:
+                return np.concatenate(accepted) if len(accepted) > 1 else slots
+        # Almost every slot is unsampleable: choose among all sampleable ones instead.
+        slots = self._stack_slots(np.flatnonzero(self._valid[: self._size]))
+        if len(slots) == 0:
+            raise ValueError(
+                "no transition can be sampled yet: each needs its next frame and an unbroken "
+                "history; add more transitions first."
+            )
+        return np.concatenate(accepted + [slots[self._rng.integers(0, len(slots), size=needed)]])
+
+    def _stack_slots(self, transitions: np.ndarray) -> np.ndarray:
+        """Returns the frame slots of valid transitions, dropping unsampleable ones.
+
+        Args:
+            transitions: Slots holding valid transitions, shape ``(n,)``.
+
+        Returns:
+            int array of shape ``(m, history_length + 1)``, ``m <= n``, in the order of
+            ``transitions``.
+        """
+        slots = (transitions[:, None] + self._offsets) % self._capacity
+        starts = self._episode_start[slots]
+        # Walk from the newest frame of the observation back to the oldest: a frame
+        # slot before an episode's start slot repeats the slot after it, so the stack
+        # pads with the first frame of the episode, as FrameStackObservation does.
+        for column in range(self._history_length - 2, -1, -1):
+            before_start = starts[:, column + 1]
+            slots[:, column] = np.where(before_start, slots[:, column + 1], slots[:, column])
+            # Every slot further back is before the start too.
+            starts[:, column] |= before_start
+        if self._size == self._capacity:
+            # The ring has wrapped: slots age from the cursor (oldest) round to the slot
+            # before it (newest). Drop stacks whose oldest frame is newer than their
+            # transition, meaning that its history has been overwritten.
+            oldest = self._cursor
+            oldest_frame_age = (slots[:, 0] - oldest) % self._capacity
+            in_order = oldest_frame_age <= (transitions - oldest) % self._capacity
+            slots = slots[in_order]
+        return slots
+
+    def _gather_stacks(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rebuilds channels-last observation and next-observation stacks.
+
+        Args:
+            slots: Output of ``_stack_slots``, shape ``(B, history_length + 1)``.
+
+        Returns:
+            Two contiguous uint8 arrays of shape ``(B, *frame_shape, history_length)``.
+        """
+        history = self._history_length
+        # One allocation for both stacks; each half is contiguous.
+        stacks = np.empty((2, len(slots), *self._observation_shape), dtype=np.uint8)
+        observations, next_observations = stacks[0], stacks[1]
+        for column in range(history):
+            observations[..., column] = self._frames[slots[:, column]]
+        if history in (2, 4, 8):
+            # The next stack is the observation's stack moved one frame along. Viewing
+            # each pixel's frames as one little-endian integer, shifting it right by
+            # one byte drops the oldest frame; much faster than a strided copy.
+            word = np.dtype(f"<u{history}")
+            np.right_shift(observations.view(word), 8, out=next_observations.view(word))
+        else:
+            next_observations[..., :-1] = observations[..., 1:]
+        next_observations[..., -1] = self._frames[slots[:, history]]
+        return observations, next_observations
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "frames": self._frames,
+            "actions": self._actions,
+            "rewards": self._rewards,
+            "terminated": self._terminated,
+            "valid": self._valid,
+            "episode_start": self._episode_start,
+        }
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Returns the memory's full state as plain NumPy arrays.
+
+        Why: a run that resumes from a checkpoint should see the same experience and
+        draw the same minibatches. Every value is an array (scalars as 0-d arrays),
+        so ``np.savez(path, **memory.state_dict())`` needs no pickle.
+
+        Returns:
+            A dict of arrays. The large arrays are the memory's own buffers, not
+            copies (a copy of 7 GB would double the memory); save them before the
+            next ``add``.
+        """
+        rng_state = self._rng.bit_generator.state
+        pcg_state = rng_state["state"]
+        state = dict(self._arrays())
+        state.update(
+            history_length=np.array(self._history_length, dtype=np.int64),
+            cursor=np.array(self._cursor, dtype=np.int64),
+            size=np.array(self._size, dtype=np.int64),
+            num_valid=np.array(self._num_valid, dtype=np.int64),
+            episode_open=np.array(self._episode_open),
+            # PCG64's 128-bit state and increment, as high and low 64-bit words.
+            rng_pcg64=np.array(
+                [
+                    pcg_state["state"] >> 64,
+                    pcg_state["state"] & _UINT64_MASK,
+                    pcg_state["inc"] >> 64,
+                    pcg_state["inc"] & _UINT64_MASK,
+                ],
+                dtype=np.uint64,
+            ),
+            rng_has_uint32=np.array(rng_state["has_uint32"], dtype=np.int64),
+            rng_uinteger=np.array(rng_state["uinteger"], dtype=np.uint64),
+        )
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restores a state returned by ``state_dict``, for example from ``np.load``.
+
+        Why: resuming a run with a refilled or empty memory would change what the
+        agent learns from.
+
+        Args:
+            state: The arrays of ``state_dict``. The memory must have been constructed
+                with the same capacity, frame shape and history length.
+
+        Raises:
+            ValueError: If a key is missing or the shapes do not match this memory.
+        """
+        arrays = self._arrays()
+        required = [*arrays, "history_length", "cursor", "size", "num_valid", "episode_open",
+                    "rng_pcg64", "rng_has_uint32", "rng_uinteger"]
+        missing = [key for key in required if key not in state]
+        if missing:
+            raise ValueError(f"state is missing {missing}; pass the dict returned by state_dict().")
+        frames_shape = np.shape(state["frames"])
+        saved_history = int(state["history_length"])
+        if frames_shape != self._frames.shape or saved_history != self._history_length:
+            raise ValueError(
+                f"state holds frames of shape {frames_shape} with history_length "
+                f"{saved_history}, but this memory has {self._frames.shape} and "
+                f"{self._history_length}; construct it with the saved capacity and shapes."
+            )
+        for key, array in arrays.items():
+            # Copy into the existing buffers rather than keeping the loaded arrays.
+            np.copyto(array, np.asarray(state[key]).reshape(array.shape), casting="same_kind")
+        self._cursor = int(state["cursor"])
+        self._size = int(state["size"])
+        self._num_valid = int(state["num_valid"])
+        self._episode_open = bool(state["episode_open"])
+        state_high, state_low, inc_high, inc_low = (int(word) for word in state["rng_pcg64"])
+        self._rng.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": (state_high << 64) | state_low, "inc": (inc_high << 64) | inc_low},
+            "has_uint32": int(state["rng_has_uint32"]),
+            "uinteger": int(state["rng_uinteger"]),
+        }
+
+
+def _is_int(value: object) -> bool:
+    """Returns whether ``value`` is an integer (and not a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
