@@ -72,7 +72,16 @@ class Checkpointer:
 
         Returns:
             The checkpoint's path prefix.
+
+        Raises:
+            FloatingPointError: if a weight of the online network is NaN or
+                infinite; such a checkpoint would replace a good one.
         """
+        if not all(np.isfinite(weights).all() for weights in self._q_network.get_weights()):
+            raise FloatingPointError(
+                f"the network's weights are no longer finite at step {step:,}; not saving over "
+                f"the last good checkpoint ({self.latest or 'none yet'}); try a lower "
+                f"--learning-rate and resume")
         if replay_state is not None:
             replay_path = self._replay_path(step)
             temporary = replay_path + ".tmp.npz"  # np.savez keeps a name ending in .npz

@@ -116,3 +116,15 @@ def test_sigterm_sets_the_flag_instead_of_killing():
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested and stop.signal_name == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    q_network, target_network, optimizer = trained_parts()
+    saver = Checkpointer(str(tmp_path), q_network, target_network, optimizer)
+    saver.save(100, {"step": 100})
+    weights = q_network.get_weights()
+    weights[0][0, 0] = np.nan
+    q_network.set_weights(weights)
+    with pytest.raises(FloatingPointError, match="not saving over the last good checkpoint"):
+        saver.save(200, {"step": 200})
+    assert read_loop_state(str(tmp_path)) == {"step": 100}

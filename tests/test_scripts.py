@@ -1,0 +1,245 @@
+"""Smoke tests: the real scripts, run as a user runs them, on tiny budgets.
+
+Each run is a separate process, so these tests see what a user sees: the exit
+status, what is printed, and the files left behind.
+"""
+
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import imageio.v2 as imageio
+import pytest
+
+import breakout_dqn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--learning-starts", "200", "--buffer-size", "5000", "--log-every-games", "1"]
+
+
+def run_script(script, *arguments, timeout=240):
+    return subprocess.run([sys.executable, script, *arguments], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def read_progress(run_dir):
+    with open(os.path.join(run_dir, "progress.csv"), newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def assert_decodable_mp4(path):
+    reader = imageio.get_reader(path)
+    frame = reader.get_data(0)
+    reader.close()
+    assert frame.shape == (210, 160, 3)
+
+
+@pytest.fixture(scope="module")
+def breakout_run(tmp_path_factory):
+    """One short Breakout run shared by the tests below: 2,000 steps, a video every game."""
+    base = tmp_path_factory.mktemp("breakout")
+    run_dir, video_dir = str(base / "R"), str(base / "V")
+    result = run_script("breakout_dqn.py", "--total-steps", "2000", "--learning-starts", "500",
+                        "--buffer-size", "10000", "--video-every", "1", "--run-dir", run_dir,
+                        "--video-dir", video_dir)
+    return result, run_dir, video_dir
+
+
+def test_breakout_smoke_run(breakout_run):
+    result, run_dir, video_dir = breakout_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Finished (total steps reached) after 2,000 steps" in result.stdout
+    rows = read_progress(run_dir)
+    assert len(rows) >= 3  # random Breakout games last about 150-250 steps
+    steps = [int(row["step"]) for row in rows]
+    assert steps == sorted(steps) and steps[-1] <= 2000
+    assert [int(row["game"]) for row in rows] == list(range(1, len(rows) + 1))
+    losses = [float(row["loss"]) for row in rows if int(row["step"]) > 700]
+    assert losses and all(math.isfinite(loss) and loss >= 0 for loss in losses)
+    videos = sorted(os.listdir(video_dir))
+    assert len(videos) >= len(rows)  # every finished game was recorded
+    assert all(name.startswith("breakout-game-") and name.endswith(".mp4") for name in videos)
+    assert_decodable_mp4(os.path.join(video_dir, videos[0]))
+    assert os.path.isfile(os.path.join(run_dir, "model.keras"))
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir))
+
+
+def test_pong_smoke_run(tmp_path):
+    run_dir, video_dir = str(tmp_path / "R"), str(tmp_path / "V")
+    result = run_script("pong_dqn.py", "--total-steps", "2000", "--learning-starts", "500",
+                        "--buffer-size", "10000", "--video-every", "1", "--run-dir", run_dir,
+                        "--video-dir", video_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_progress(run_dir)
+    assert rows, "a random Pong game lasts about 800 steps, so 2,000 steps finish at least one"
+    assert all(-21 <= float(row["score"]) <= 21 for row in rows)
+    assert all(math.isfinite(float(row["loss"])) for row in rows if int(row["step"]) > 600)
+    videos = os.listdir(video_dir)
+    assert videos and all(name.startswith("pong-game-") for name in videos)
+    assert_decodable_mp4(os.path.join(video_dir, videos[0]))
+
+
+def test_evaluate_a_saved_model(breakout_run, tmp_path):
+    _, run_dir, _ = breakout_run
+    video_dir = str(tmp_path / "E")
+    result = run_script("breakout_dqn.py", "--evaluate", os.path.join(run_dir, "model.keras"),
+                        "--episodes", "2", "--video-dir", video_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "game 1: score" in result.stdout and "game 2: score" in result.stdout
+    assert "Mean score over 2 games" in result.stdout
+    videos = os.listdir(video_dir)
+    assert len(videos) == 2
+    for name in videos:
+        assert_decodable_mp4(os.path.join(video_dir, name))
+    # A run folder works too, and finds its model.keras.
+    result = run_script("breakout_dqn.py", "--evaluate", run_dir, "--episodes", "1",
+                        "--video-dir", str(tmp_path / "E2"))
+    assert result.returncode == 0 and "Mean score over 1 games" in result.stdout
+
+
+def wait_for(condition, timeout, process):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended early: {process.stderr.read()[-3000:]}")
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("timed out waiting for the run")
+
+
+def last_step(run_dir):
+    try:
+        rows = read_progress(run_dir)
+    except (FileNotFoundError, csv.Error):
+        return 0
+    return max((int(row["step"]) for row in rows if row["step"].isdigit()), default=0)
+
+
+def test_kill_9_then_resume_finishes_the_run(tmp_path):
+    run_dir = str(tmp_path / "R")
+    arguments = ["--total-steps", "1500", "--checkpoint-every", "500", "--video-every", "0",
+                 "--run-dir", run_dir, *TINY]
+    process = subprocess.Popen([sys.executable, "breakout_dqn.py", *arguments], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: last_step(run_dir) > 1100, 180, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    steps_before = [int(row["step"]) for row in read_progress(run_dir)]
+
+    result = run_script("breakout_dqn.py", *arguments, "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resumed" in result.stdout and "at step 1,000" in result.stdout
+    assert "Finished (total steps reached) after 1,500 steps" in result.stdout
+    rows = read_progress(run_dir)
+    steps = [int(row["step"]) for row in rows]
+    games = [int(row["game"]) for row in rows]
+    assert steps == sorted(steps) and steps[-1] <= 1500
+    assert games == list(range(1, len(rows) + 1))  # no duplicated or missing game
+    assert steps[:len([s for s in steps_before if s <= 1000])] == [s for s in steps_before
+                                                                   if s <= 1000]
+    assert min(steps_before[-1], 1500) - 1000 <= 500  # lost at most one checkpoint interval
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_0(tmp_path):
+    run_dir = str(tmp_path / "R")
+    arguments = ["--total-steps", "100000", "--video-every", "0", "--run-dir", run_dir, *TINY]
+    process = subprocess.Popen([sys.executable, "breakout_dqn.py", *arguments], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: last_step(run_dir) > 300, 180, process)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "Stopped by SIGTERM at step" in stdout
+    assert f"Resume with: python breakout_dqn.py {' '.join(arguments)} --resume" in stdout
+    assert os.path.isfile(os.path.join(run_dir, "checkpoints", "checkpoint"))
+
+
+def run_main(capsys, *arguments):
+    """Runs the script's main() in this process; returns (exit status, stderr)."""
+    try:
+        status = breakout_dqn.main(list(arguments))
+    except SystemExit as exit_:  # argparse exits for a bad flag
+        status = exit_.code
+    return status, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--total-steps", "0"], "--total-steps must be a positive whole number, got 0"),
+    (["--buffer-size", "-1"], "--buffer-size must be a positive whole number, got -1"),
+    (["--batch-size", "0"], "--batch-size must be a positive whole number"),
+    (["--eps-start", "1.5"], "--eps-start must be between 0 and 1, got 1.5"),
+    (["--eps-end", "-0.1"], "--eps-end must be between 0 and 1, got -0.1"),
+    (["--gamma", "2"], "--gamma must be between 0 and 1, got 2.0"),
+    (["--learning-starts", "10"], "--learning-starts (10) must be at least --batch-size (32)"),
+    (["--buffer-size", "16", "--learning-starts", "16", "--batch-size", "32"],
+     "--buffer-size (16) must be at least --batch-size (32)"),
+    (["--learning-rate", "0"], "--learning-rate must be a positive number"),
+    (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+    (["--total-steps", "ten"], "invalid int value: 'ten'"),
+    (["--buffer-size", "100000000000"], "pass a smaller --buffer-size"),
+])
+def test_bad_values_end_with_one_line(capsys, tmp_path, arguments, message):
+    status, error = run_main(capsys, *arguments, "--run-dir", str(tmp_path / "R"),
+                             "--video-dir", str(tmp_path / "V"))
+    assert status == 2
+    assert message in error
+    assert error.count("\n") == 1 and "Traceback" not in error
+
+
+def test_resume_without_a_checkpoint(capsys, tmp_path):
+    status, error = run_main(capsys, "--resume", "--run-dir", str(tmp_path / "empty"))
+    assert status == 2 and "--resume: no checkpoint in" in error and error.count("\n") == 1
+
+
+def test_resume_of_another_game_and_reuse_of_a_run_folder(capsys, tmp_path):
+    run_dir = str(tmp_path / "R")
+    status, _ = run_main(capsys, "--total-steps", "300", "--video-every", "0",
+                         "--run-dir", run_dir, *TINY)
+    assert status == 0
+    status, error = run_main(capsys, "--env-id", "PongNoFrameskip-v4", "--resume",
+                             "--run-dir", run_dir)
+    assert status == 2 and "holds a run of BreakoutNoFrameskip-v4, not PongNoFrameskip-v4" in error
+    status, error = run_main(capsys, "--run-dir", run_dir)
+    assert status == 2 and "already holds a run; add --resume" in error
+
+
+def test_missing_or_corrupt_model_for_evaluate(capsys, tmp_path):
+    status, error = run_main(capsys, "--evaluate", str(tmp_path / "nothing.keras"),
+                             "--video-dir", str(tmp_path / "V"))
+    assert status == 2 and "no model file at" in error and error.count("\n") == 1
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"\x00not a model")
+    status, error = run_main(capsys, "--evaluate", str(corrupt), "--video-dir", str(tmp_path / "V"))
+    assert status == 2 and "cannot load model" in error and error.count("\n") == 1
+
+
+def test_unwritable_output_folder(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    status, error = run_main(capsys, "--run-dir", str(blocker / "R"),
+                             "--video-dir", str(tmp_path / "V"))
+    assert status == 2 and "cannot write to --run-dir" in error and error.count("\n") == 1
+
+
+def test_unknown_game(capsys, tmp_path):
+    status, error = run_main(capsys, "--env-id", "NoSuchGameNoFrameskip-v4",
+                             "--run-dir", str(tmp_path / "R"), "--video-every", "0", *TINY)
+    assert status == 2 and "NoSuchGame" in error and error.count("\n") == 1
+
+
+def test_a_diverging_loss_stops_with_a_clear_message(capsys, tmp_path):
+    run_dir = tmp_path / "R"
+    status, error = run_main(capsys, "--learning-rate", "1e30", "--total-steps", "1000",
+                             "--checkpoint-every", "100", "--video-every", "0",
+                             "--run-dir", str(run_dir), *TINY)
+    assert status == 1
+    assert "training diverged: the loss became" in error and error.count("\n") == 1
+    last_good = error.split("the last good checkpoint is ")[1].split(";")[0]
+    assert os.path.exists(last_good + ".index")
+    assert not (run_dir / "model.keras").exists()  # a diverged network is not saved as the result
