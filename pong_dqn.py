@@ -50,9 +50,9 @@ import tensorflow as tf
 
 from common.atari import make_env
 from common.checkpoint import (CheckpointError, Checkpointer, GracefulStop, load_q_network,
-                               read_loop_state, save_model_atomically)
+                               open_run, save_model_atomically)
 from common.config import ConfigError, check_config, check_memory, check_writable, parse_config
-from common.dqn import make_greedy_policy, make_target_sync, make_train_step
+from common.dqn import BackgroundLearner, make_greedy_policy, make_target_sync, make_train_step
 from common.logger import RunLogger
 from common.networks import build_q_network
 from common.replay import ReplayMemory
@@ -104,6 +104,8 @@ class Config:
     """agent steps over which epsilon falls linearly from eps_start to eps_end."""
     max_gradient_norm: float = 10.0
     """gradients are rescaled to at most this global norm."""
+    overlap_updates: bool = True
+    """run each update on a worker thread while the agent plays on (faster; acts with weights one update old)."""
     video_every: int = 100
     """record every N-th game as an MP4 (0: never)."""
     video_dir: str = "videos/pong"
@@ -179,6 +181,13 @@ limit (`truncated`) still looks ahead.
 
 Acting calls the network through a `tf.function` too: about 1 ms a step on a
 CPU, where `model.predict` would cost about 100.
+
+`BackgroundLearner` runs each update on a worker thread while the agent plays
+the next four steps, since on a CPU an update takes longer than those four
+steps. The updates are the same, in the same order; the difference (Note:) is
+that the agent may act with weights one update old. It lets the running update
+finish before the target network is synced or a checkpoint is taken.
+`--no-overlap-updates` runs every update in turn, as the paper does.
 """
 
 
@@ -208,17 +217,10 @@ very loop on a small game of their own.
 
 def train(config: Config, make_env=make_env, build_q_network=build_q_network) -> dict:
     """Trains a DQN agent as configured; returns a summary of the run."""
+    # Refuse what cannot work before allocating gigabytes: a resume without a
+    # checkpoint, a new run over an old one, a memory larger than the free RAM.
     checkpoint_dir = os.path.join(config.run_dir, "checkpoints")
-    loop_state = read_loop_state(checkpoint_dir) if config.resume else None
-    if config.resume and loop_state is None:
-        raise ConfigError(f"--resume: no checkpoint in {checkpoint_dir}; "
-                          f"run without --resume to start a new run")
-    if loop_state is None and read_loop_state(checkpoint_dir) is not None:
-        raise ConfigError(f"{config.run_dir} already holds a run; add --resume to continue it, "
-                          f"or choose another --run-dir")
-    if loop_state is not None and loop_state["env_id"] != config.env_id:
-        raise ConfigError(f"--resume: {config.run_dir} holds a run of {loop_state['env_id']}, "
-                          f"not {config.env_id}; choose another --run-dir")
+    loop_state = open_run(checkpoint_dir, config.resume, config.env_id)
     check_memory(ReplayMemory.bytes_needed(config.buffer_size),
                  ReplayMemory.bytes_needed(1))
 
@@ -235,6 +237,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network) ->
     train_step = make_train_step(q_network, target_network, optimizer, config.gamma,
                                  config.max_gradient_norm)
     sync_target = make_target_sync(q_network, target_network)
+    learner = BackgroundLearner(train_step, sync_target, overlap=config.overlap_updates)
     memory = ReplayMemory(config.buffer_size, frame_shape=observation_shape[:-1],
                           history_length=observation_shape[-1], seed=config.seed)
     checkpointer = Checkpointer(checkpoint_dir, q_network, target_network, optimizer)
@@ -244,20 +247,25 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network) ->
     learn_from_step = config.learning_starts  # the memory holds enough transitions from here
 
     if loop_state is None:
-        sync_target()
+        learner.sync_target()
     else:
         loop_state, replay_state = checkpointer.restore()
         step = loop_state["step"]
         rng.bit_generator.state = loop_state["exploration_rng"]
         recent_scores.extend(loop_state["recent_scores"])
         if replay_state is not None:
-            memory.load_state_dict(replay_state)
+            try:
+                memory.load_state_dict(replay_state)
+            except ValueError as error:
+                raise ConfigError(f"--resume: the saved replay memory does not fit this one "
+                                  f"({error}); give the run's own --buffer-size") from None
         learn_from_step = step if replay_state is not None else step + config.learning_starts
         print(f"Resumed {config.run_dir} at step {step:,} after {games_played:,} games; "
               f"replay memory {'restored' if replay_state else 'refills'} "
               f"({len(memory):,} transitions).", flush=True)
 
     def save_checkpoint() -> str:
+        learner.wait()  # a checkpoint holds whole updates only
         state = {"env_id": config.env_id, "step": step, "games": games_played,
                  "recent_scores": list(recent_scores),
                  "exploration_rng": rng.bit_generator.state}
@@ -265,67 +273,60 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network) ->
 
     logger = RunLogger(config.run_dir, config.log_every_games,
                        resume_step=step if loop_state else None)
-    losses, mean_qs = [], []  # of the updates since the last finished game
     observation, _ = env.reset(seed=config.seed + games_played)
     stop_reason = "total steps reached"
     with GracefulStop() as stop:
-        while step < config.total_steps:
-            # Act: random while the memory fills (a fresh run only), then epsilon-greedy.
-            epsilon = epsilon_at(step, config)
-            if step < config.learning_starts or rng.random() < epsilon:
-                action = int(rng.integers(num_actions))
-            else:
-                actions, _ = greedy_actions(observation[np.newaxis])
-                action = int(actions[0])
-            next_observation, reward, terminated, truncated, info = env.step(action)
-            memory.add(observation, action, reward, next_observation, terminated, truncated)
-            observation = next_observation
-            if terminated or truncated:  # a life lost, or the game over: start the next episode
-                observation, _ = env.reset()
-            step += 1
+        try:
+            while step < config.total_steps:
+                # Act: random while the memory fills (a fresh run only), then epsilon-greedy.
+                epsilon = epsilon_at(step, config)
+                if step < config.learning_starts or rng.random() < epsilon:
+                    action = int(rng.integers(num_actions))
+                else:
+                    actions, _ = greedy_actions(observation[np.newaxis])
+                    action = int(actions.numpy()[0])  # NumPy indexing: a tensor slice would cost an op
+                next_observation, reward, terminated, truncated, info = env.step(action)
+                memory.add(observation, action, reward, next_observation, terminated, truncated)
+                observation = next_observation
+                if terminated or truncated:  # a life lost, or the game over: next episode
+                    observation, _ = env.reset()
+                step += 1
 
-            # Learn from a random batch of past transitions.
-            if step % config.train_every == 0 and step >= learn_from_step:
-                loss, mean_q = train_step(*memory.sample(config.batch_size))
-                losses.append(float(loss))
-                mean_qs.append(float(mean_q))
-                if not math.isfinite(losses[-1]):
-                    raise FloatingPointError(
-                        f"the loss became {losses[-1]} at step {step:,}; the last good "
-                        f"checkpoint is {checkpointer.latest or 'none'}; try a lower "
-                        f"--learning-rate and resume")
-            if step % config.target_update_every == 0:
-                sync_target()
+                # Learn from a random batch of past transitions.
+                if step % config.train_every == 0 and step >= learn_from_step:
+                    learner.update(memory.sample(config.batch_size))
+                if step % config.target_update_every == 0:
+                    learner.sync_target()
 
-            # A whole game (all lives) ended: record its raw score.
-            if "episode" in info:
-                games_played += 1
-                recent_scores.append(float(info["episode"]["r"]))
-                running_reward = float(np.mean(recent_scores))
-                logger.log_game(step, games_played, recent_scores[-1], running_reward, epsilon,
-                                np.mean(losses) if losses else math.nan,
-                                np.mean(mean_qs) if mean_qs else math.nan)
-                losses.clear()
-                mean_qs.clear()
-                if len(recent_scores) == recent_scores.maxlen and running_reward >= config.solved_at:
-                    stop_reason = f"solved: running reward {running_reward:.2f} at step {step:,}"
+                # A whole game (all lives) ended: record its raw score.
+                if "episode" in info:
+                    games_played += 1
+                    recent_scores.append(float(info["episode"]["r"]))
+                    running_reward = float(np.mean(recent_scores))
+                    loss, mean_q = learner.pop_statistics()  # means over the game's updates
+                    logger.log_game(step, games_played, recent_scores[-1], running_reward,
+                                    epsilon, loss, mean_q)
+                    if (len(recent_scores) == recent_scores.maxlen
+                            and running_reward >= config.solved_at):
+                        stop_reason = f"solved: running reward {running_reward:.2f}"
+                        break
+
+                if step % config.checkpoint_every == 0:
+                    save_checkpoint()
+                if stop.requested:  # Ctrl-C or SIGTERM: save, then stop
                     break
+        finally:
+            learner.close()
+            logger.close()
+            env.close()
 
-            if step % config.checkpoint_every == 0:
-                save_checkpoint()
-            if stop.requested:
-                path = save_checkpoint()
-                logger.close()
-                env.close()
-                print(f"Stopped by {stop.signal_name} at step {step:,}; checkpoint saved to "
-                      f"{path}.\nResume with: {resume_command()}", flush=True)
-                return {"step": step, "games": games_played, "stopped": True}
-
-    save_checkpoint()
+    checkpoint_path = save_checkpoint()
+    if stop.requested:
+        print(f"Stopped by {stop.signal_name} at step {step:,}; checkpoint saved to "
+              f"{checkpoint_path}.\nResume with: {resume_command()}", flush=True)
+        return {"step": step, "games": games_played, "stopped": True}
     model_path = os.path.join(config.run_dir, "model.keras")
     save_model_atomically(q_network, model_path)
-    logger.close()
-    env.close()
     running_reward = float(np.mean(recent_scores)) if recent_scores else math.nan
     print(f"Finished ({stop_reason}) after {step:,} steps and {games_played:,} games; "
           f"running reward {running_reward:.2f}. Model saved to {model_path}.", flush=True)
@@ -371,7 +372,7 @@ def evaluate(config: Config, make_env=make_env) -> list[float]:
             action = int(rng.integers(env.action_space.n))
         else:
             actions, _ = greedy_actions(observation[np.newaxis])
-            action = int(actions[0])
+            action = int(actions.numpy()[0])  # NumPy indexing: a tensor slice would cost an op
         observation, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             observation, _ = env.reset()
@@ -399,7 +400,10 @@ def main(argv=None) -> int:
         print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:
-        print(f"{os.path.basename(sys.argv[0])}: training diverged: {error}", file=sys.stderr)
+        last_good = tf.train.latest_checkpoint(os.path.join(config.run_dir, "checkpoints"))
+        print(f"{os.path.basename(sys.argv[0])}: training diverged: {error}; the last good "
+              f"checkpoint is {last_good or 'none'}; try a lower --learning-rate and resume",
+              file=sys.stderr)
         return 1
     except MemoryError:
         print(f"{os.path.basename(sys.argv[0])}: error: out of memory; pass a smaller "

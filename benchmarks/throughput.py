@@ -109,8 +109,8 @@ here only to measure what its choices cost. Do not learn from it or reuse it:
   (no `tf.function`), with Adam (2.5e-4, clipnorm 1.0) and a Huber loss;
 - the target network is synced with `set_weights(get_weights())`.
 
-Differences, none of which changes the work done per step: `model.predict` gets
-`verbose=0` (the example's default prints a progress bar on every call); the warm-up
+Differences, none of which changes the work done per step: the progress bar that
+`model.predict` prints on every call goes to a buffer instead of the screen; the warm-up
 is random play without updates and epsilon is 0 afterwards, as in our run; the
 observations are our uint8 stacks and the network is `build_q_network`, the same as
 ours, where the example stored float32 frames (4 times more bytes to copy per batch).
@@ -143,6 +143,7 @@ def naive_loop(warmup_steps: int, timed_steps: int, seed: int) -> tuple[int, flo
     state = np.array(state)
     frame_count = 0
     start = None
+    progress_bars = io.StringIO()  # what model.predict prints, kept off the screen
     while frame_count < total_steps:
         if frame_count == timed_from:
             start = time.perf_counter()
@@ -175,7 +176,9 @@ def naive_loop(warmup_steps: int, timed_steps: int, seed: int) -> tuple[int, flo
             action_sample = [action_history[i] for i in indices]
             done_sample = tf.convert_to_tensor([float(done_history[i]) for i in indices])
 
-            future_rewards = model_target.predict(state_next_sample, verbose=0)
+            # The example's own call, progress bar and all; the bar goes to a buffer.
+            with contextlib.redirect_stdout(progress_bars):
+                future_rewards = model_target.predict(state_next_sample)
             updated_q_values = rewards_sample + gamma * tf.reduce_max(future_rewards, axis=1)
             updated_q_values = updated_q_values * (1 - done_sample) - done_sample  # keras-io's -1
             masks = tf.one_hot(action_sample, num_actions)

@@ -77,19 +77,25 @@ class Checkpointer:
             FloatingPointError: if a weight of the online network is NaN or
                 infinite; such a checkpoint would replace a good one.
         """
+        if self.latest is not None and self.latest.endswith(f"-{step}"):
+            return self.latest  # already saved at this step; rewriting it would not be atomic
         if not all(np.isfinite(weights).all() for weights in self._q_network.get_weights()):
-            raise FloatingPointError(
-                f"the network's weights are no longer finite at step {step:,}; not saving over "
-                f"the last good checkpoint ({self.latest or 'none yet'}); try a lower "
-                f"--learning-rate and resume")
-        if replay_state is not None:
-            replay_path = self._replay_path(step)
-            temporary = replay_path + ".tmp.npz"  # np.savez keeps a name ending in .npz
-            np.savez(temporary, **replay_state)
-            os.replace(temporary, replay_path)
-        self._loop_state.assign(json.dumps(loop_state))
-        path = self._manager.save(checkpoint_number=step)
-        self._remove_stale_replays()
+            raise FloatingPointError(f"the network's weights are no longer finite at step "
+                                     f"{step:,}, so no checkpoint was saved")
+        try:
+            if replay_state is not None:
+                replay_path = self._replay_path(step)
+                temporary = replay_path + ".tmp.npz"  # np.savez keeps a name ending in .npz
+                np.savez(temporary, **replay_state)
+                os.replace(temporary, replay_path)
+            self._loop_state.assign(json.dumps(loop_state))
+            path = self._manager.save(checkpoint_number=step)
+            self._remove_stale_replays()
+        except (OSError, tf.errors.OpError) as error:
+            raise CheckpointError(
+                f"could not write the checkpoint of step {step:,} to {self.directory} "
+                f"({_first_line(error)}); the last complete one is {self.latest or 'none'}; "
+                f"free some disk space, then resume with --resume") from None
         return path
 
     def restore(self) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
@@ -165,6 +171,35 @@ def read_loop_state(directory: str) -> dict[str, Any] | None:
                               f"it may be damaged") from None
 
 
+def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None:
+    """Decides whether a run starts afresh or resumes, before any work is done.
+
+    Args:
+        directory: the run's checkpoint folder.
+        resume: whether ``--resume`` was given.
+        env_id: the game this run plays.
+
+    Returns:
+        The newest checkpoint's loop state when resuming, ``None`` for a new run.
+
+    Raises:
+        CheckpointError: when resuming a folder with no checkpoint or a run of
+            another game, or when a new run would overwrite an existing one.
+    """
+    loop_state = read_loop_state(directory)
+    run_dir = os.path.dirname(directory.rstrip(os.sep)) or "."
+    if resume and loop_state is None:
+        raise CheckpointError(f"--resume: no checkpoint in {directory}; "
+                              f"run without --resume to start a new run")
+    if not resume and loop_state is not None:
+        raise CheckpointError(f"{run_dir} already holds a run; add --resume to continue it, "
+                              f"or choose another --run-dir")
+    if resume and loop_state.get("env_id") != env_id:
+        raise CheckpointError(f"--resume: {run_dir} holds a run of {loop_state.get('env_id')}, "
+                              f"not {env_id}; choose another --run-dir")
+    return loop_state if resume else None
+
+
 def load_q_network(path: str) -> keras.Model:
     """Loads a saved ``.keras`` model with Keras' safe mode on.
 
@@ -189,10 +224,20 @@ def load_q_network(path: str) -> keras.Model:
 
 
 def save_model_atomically(model: keras.Model, path: str) -> None:
-    """Saves ``model`` to ``path`` through a temporary file, so a crash leaves no half file."""
+    """Saves ``model`` to ``path`` through a temporary file, so a crash leaves no half file.
+
+    Raises:
+        CheckpointError: if the file cannot be written (a full disk, say).
+    """
     temporary = os.path.join(os.path.dirname(path) or ".", ".partial-" + os.path.basename(path))
-    model.save(temporary)
-    os.replace(temporary, path)
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    except OSError as error:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise CheckpointError(f"could not save the model to {path} ({_first_line(error)}); "
+                              f"the checkpoints beside it still hold the network") from None
 
 
 class GracefulStop:

@@ -2,8 +2,9 @@
 
 Every finished game (all lives) becomes one row of ``<run-dir>/progress.csv`` and
 one point of each TensorBoard scalar in ``<run-dir>``; every few games a line is
-printed. The CSV is flushed after each row, so even a killed run keeps every
-game it finished.
+printed. Both files are flushed after each game, so even a killed run keeps
+every game it finished. A write that fails (a full disk) prints one warning and
+the run goes on: the log is not worth losing the training for.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 import time
 
-import tensorflow as tf
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 PROGRESS_FIELDS = ("step", "game", "score", "running_reward", "epsilon", "loss", "mean_q",
                    "steps_per_second", "elapsed_seconds")
@@ -24,7 +27,11 @@ class RunLogger:
 
     Note: when a run resumes from a checkpoint taken at step ``resume_step``, the
     rows written after that step belong to games the resumed run will play again,
-    so they are dropped; the CSV then carries on without gaps or duplicates.
+    so they are dropped; the CSV then carries on without gaps or duplicates. For
+    TensorBoard the new event file starts with a ``SessionLog.START`` event at
+    ``resume_step + 1``, on which TensorBoard discards the earlier events from
+    that step on (its "purge orphaned data" rule), so its curves do not double
+    back either.
 
     Args:
         run_dir: folder for ``progress.csv`` and the TensorBoard event files.
@@ -44,7 +51,12 @@ class RunLogger:
                 csv.writer(file).writerow(PROGRESS_FIELDS)
         self._file = open(self.path, "a", newline="")
         self._csv = csv.writer(self._file)
-        self._summary = tf.summary.create_file_writer(run_dir)
+        self._events = EventFileWriter(run_dir)
+        if resume_step is not None:
+            self._events.add_event(event_pb2.Event(
+                wall_time=time.time(), step=resume_step + 1,
+                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+        self._warned = False
         self._start_time = time.perf_counter()
         self._last_time = self._start_time
         self._last_step: int | None = None
@@ -69,19 +81,25 @@ class RunLogger:
             steps_per_second = (step - self._last_step) / max(now - self._last_time, 1e-9)
         self._last_step, self._last_time = step, now
         elapsed = now - self._start_time
-        self._csv.writerow([step, game, _round(score), _round(running_reward), _round(epsilon),
-                            _round(loss), _round(mean_q), _round(steps_per_second, 1),
-                            _round(elapsed, 2)])
-        self._file.flush()
-        with self._summary.as_default(step=step):
-            tf.summary.scalar("charts/score", score)
-            tf.summary.scalar("charts/running_reward", running_reward)
-            tf.summary.scalar("charts/epsilon", epsilon)
-            if math.isfinite(loss):
-                tf.summary.scalar("losses/huber", loss)
-                tf.summary.scalar("losses/mean_q", mean_q)
-            if math.isfinite(steps_per_second):
-                tf.summary.scalar("charts/steps_per_second", steps_per_second)
+        scalars = {"charts/score": score, "charts/running_reward": running_reward,
+                   "charts/epsilon": epsilon, "losses/huber": loss, "losses/mean_q": mean_q,
+                   "charts/steps_per_second": steps_per_second}
+        try:
+            self._csv.writerow([step, game, _round(score), _round(running_reward),
+                                _round(epsilon), _round(loss), _round(mean_q),
+                                _round(steps_per_second, 1), _round(elapsed, 2)])
+            self._file.flush()
+            self._events.add_event(event_pb2.Event(
+                wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[
+                    summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
+                    for tag, value in scalars.items() if math.isfinite(value)])))
+            self._events.flush()
+        except OSError as error:
+            if not self._warned:
+                print(f"warning: could not write the log in {os.path.dirname(self.path)} "
+                      f"({error.strerror or error}); training goes on", file=sys.stderr,
+                      flush=True)
+                self._warned = True
         if game % self.print_every_games == 0:
             print(f"step {step:>10,} | games {game:>6,} | score {score:6g} | "
                   f"running reward {running_reward:7.2f} | epsilon {epsilon:.3f} | "
@@ -90,8 +108,11 @@ class RunLogger:
 
     def close(self) -> None:
         """Flushes and closes the CSV file and the TensorBoard writer."""
-        self._file.close()
-        self._summary.close()
+        for closer in (self._file.close, self._events.close):
+            try:
+                closer()
+            except OSError:
+                pass  # already warned about, or nothing left to lose
 
 
 def _round(value: float, digits: int = 5) -> float:

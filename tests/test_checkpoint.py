@@ -125,6 +125,44 @@ def test_non_finite_weights_are_never_saved(tmp_path):
     weights = q_network.get_weights()
     weights[0][0, 0] = np.nan
     q_network.set_weights(weights)
-    with pytest.raises(FloatingPointError, match="not saving over the last good checkpoint"):
+    with pytest.raises(FloatingPointError, match="no longer finite at step 200, so no checkpoint was saved"):
         saver.save(200, {"step": 200})
     assert read_loop_state(str(tmp_path)) == {"step": 100}
+
+
+def test_a_second_save_at_the_same_step_does_not_rewrite_the_latest(tmp_path):
+    saver = Checkpointer(str(tmp_path), *trained_parts())
+    first = saver.save(100, {"step": 100, "games": 1})
+    data = next(tmp_path.glob("ckpt-100.data*"))
+    written = data.stat().st_mtime_ns
+    assert saver.save(100, {"step": 100, "games": 1}) == first
+    assert data.stat().st_mtime_ns == written
+    assert len(list(tmp_path.glob("ckpt-*.index"))) == 1
+
+
+def test_a_full_disk_while_saving_keeps_the_last_complete_checkpoint(tmp_path, monkeypatch):
+    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver.save(100, {"step": 100})
+
+    def disk_full(*arguments, **keywords):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(CheckpointError, match=r"could not write the checkpoint of step 200 .*"
+                                              r"No space left on device.*ckpt-100; free some"):
+        saver.save(200, {"step": 200}, {"frames": np.zeros(2, np.uint8)})
+    assert read_loop_state(str(tmp_path)) == {"step": 100}
+
+
+def test_a_full_disk_while_saving_the_model(tmp_path, monkeypatch):
+    q_network, _, _ = trained_parts()
+
+    def disk_full(path, *arguments, **keywords):
+        with open(path, "wb") as file:
+            file.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(q_network, "save", disk_full)
+    with pytest.raises(CheckpointError, match="could not save the model"):
+        save_model_atomically(q_network, str(tmp_path / "model.keras"))
+    assert os.listdir(tmp_path) == []  # neither a half file nor its temporary remains

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.dqn import make_greedy_policy, make_target_sync, make_train_step
+from common.dqn import BackgroundLearner, make_greedy_policy, make_target_sync, make_train_step
 
 FRAME_SHAPE = (2, 2, 1)
 NUM_ACTIONS = 3
@@ -233,3 +233,67 @@ def test_target_sync_refuses_networks_with_a_different_number_of_variables():
     shallower = keras.Model(inputs, keras.layers.Dense(3)(x))
     with pytest.raises(ValueError, match="does not match"):
         make_target_sync(deeper, shallower)
+
+
+def run_learner(overlap, batches):
+    """Runs the given batches through a BackgroundLearner; returns it, its networks and stats."""
+    online = linear_q_network(ONLINE_KERNEL, ONLINE_BIAS, "online")
+    target = linear_q_network(TARGET_KERNEL, TARGET_BIAS, "target")
+    train_step = make_train_step(online, target, keras.optimizers.Adam(0.01), GAMMA)
+    learner = BackgroundLearner(train_step, make_target_sync(online, target), overlap=overlap)
+    statistics = []
+    for index, batch in enumerate(batches):
+        learner.update(batch)
+        if index % 3 == 2:
+            learner.sync_target()
+        if index % 2 == 1:
+            learner.wait()  # so both modes report the same updates
+            statistics.append(learner.pop_statistics())
+    learner.close()
+    return learner, online, target, statistics
+
+
+def test_overlapped_updates_equal_updates_in_turn():
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, 256, (4, *FRAME_SHAPE), dtype=np.uint8), ACTIONS,
+                rng.normal(size=4).astype(np.float32),
+                rng.integers(0, 256, (4, *FRAME_SHAPE), dtype=np.uint8), TERMINATED)
+               for _ in range(8)]
+    serial = run_learner(False, batches)
+    overlapped = run_learner(True, batches)
+    assert serial[0].updates == overlapped[0].updates == 8
+    for serial_network, overlapped_network in zip(serial[1:3], overlapped[1:3]):
+        for a, b in zip(serial_network.get_weights(), overlapped_network.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    # The same losses and mean Q-values are reported once each update has finished.
+    assert len(serial[3]) == 4 and np.isfinite(np.array(serial[3])).all()
+    np.testing.assert_array_equal(np.array(serial[3]), np.array(overlapped[3]))
+
+
+def test_pop_statistics_averages_finished_updates_then_starts_afresh(networks):
+    online, target = networks
+    train_step = make_train_step(online, target, keras.optimizers.SGD(0.0), GAMMA)
+    learner = BackgroundLearner(train_step, make_target_sync(online, target), overlap=True)
+    assert np.isnan(learner.pop_statistics()).all()
+    batch = (OBSERVATIONS, ACTIONS, REWARDS, NEXT_OBSERVATIONS, TERMINATED)
+    learner.update(batch)
+    learner.update(batch)
+    learner.wait()
+    loss, mean_q = learner.pop_statistics()
+    expected_loss = hand_loss_and_gradients()[0]
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
+    np.testing.assert_allclose(mean_q, hand_chosen_q_values().mean(), rtol=1e-5)
+    assert np.isnan(learner.pop_statistics()).all()
+    learner.close()
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_non_finite_loss_raises(networks, overlap):
+    online, target = networks
+    train_step = make_train_step(online, target, keras.optimizers.SGD(0.0), GAMMA)
+    learner = BackgroundLearner(train_step, make_target_sync(online, target), overlap=overlap)
+    rewards = np.array([np.nan, 0.0, 0.0, 0.0], np.float32)
+    with pytest.raises(FloatingPointError, match="the loss became nan in update 1"):
+        learner.update((OBSERVATIONS, ACTIONS, rewards, NEXT_OBSERVATIONS, TERMINATED))
+        learner.wait()
+    learner.close()

@@ -4,6 +4,8 @@ import csv
 import math
 import os
 
+import pytest
+
 from common.logger import PROGRESS_FIELDS, RunLogger
 
 
@@ -40,3 +42,37 @@ def test_resume_drops_rows_after_the_checkpoint_and_appends(tmp_path):
     rows = read_rows(tmp_path)
     assert [row[0] for row in rows[1:]] == ["100", "200", "320"]
     assert [row[1] for row in rows[1:]] == ["1", "2", "3"]
+
+
+def scalar_steps(run_dir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir))
+    accumulator.Reload()
+    return [(event.step, event.value) for event in accumulator.Scalars(tag)]
+
+
+def test_tensorboard_scalars_and_their_purge_on_resume(tmp_path):
+    logger = RunLogger(str(tmp_path))
+    for game, step in enumerate([100, 200, 300, 400], start=1):
+        logger.log_game(step, game, float(game), 1.0, 0.5, math.nan, math.nan)
+    logger.close()
+    assert [step for step, _ in scalar_steps(tmp_path, "charts/score")] == [100, 200, 300, 400]
+    resumed = RunLogger(str(tmp_path), resume_step=250)
+    resumed.log_game(330, 3, 30.0, 1.0, 0.5, 0.1, 0.2)
+    resumed.close()
+    assert scalar_steps(tmp_path, "charts/score") == [(100, 1.0), (200, 2.0), (330, 30.0)]
+    assert scalar_steps(tmp_path, "losses/huber") == [(330, pytest.approx(0.1))]
+
+
+def test_a_full_disk_warns_once_and_logging_goes_on(tmp_path, capsys, monkeypatch):
+    logger = RunLogger(str(tmp_path))
+
+    def disk_full(*arguments):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(logger._file, "flush", disk_full)
+    logger.log_game(100, 1, 1.0, 1.0, 0.5, 0.1, 0.1)
+    logger.log_game(200, 2, 1.0, 1.0, 0.5, 0.1, 0.1)
+    assert capsys.readouterr().err.count("warning: could not write the log") == 1
+    logger.close()
