@@ -48,8 +48,8 @@ import numpy as np
 import tensorflow as tf
 
 from common.atari import make_env
-from common.checkpoint import (CheckpointError, Checkpointer, GracefulStop, load_q_network,
-                               open_run, save_model_atomically)
+from common.checkpoint import (CheckpointError, Checkpointer, GracefulStop, load_agent, open_run,
+                               save_model_atomically)
 from common.config import ConfigError, check_config, check_memory, check_writable, parse_config
 from common.dqn import BackgroundLearner, make_greedy_policy, make_target_sync, make_train_step
 from common.logger import RunLogger
@@ -348,18 +348,12 @@ the mean and standard deviation of the raw scores.
 """
 
 
-def evaluate(config: Config, make_env=make_env) -> list[float]:
+def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network) -> list[float]:
     """Plays `config.episodes` games with a saved agent; returns their raw scores."""
-    path = config.evaluate
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.keras")
-    q_network = load_q_network(path)
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=1,
                    max_frames_per_game=5 * 60 * 60)  # 5 minutes at 60 frames a second
-    if q_network.output_shape[-1] != env.action_space.n:
-        raise ConfigError(f"{path} has {q_network.output_shape[-1]} outputs but "
-                          f"{config.env_id} has {env.action_space.n} actions; "
-                          f"is it a model of another game?")
+    q_network = load_agent(config.evaluate, config.env_id, env.observation_space.shape,
+                           int(env.action_space.n), build_q_network)
     greedy_actions = make_greedy_policy(q_network)
     rng = np.random.default_rng(config.seed)
     scores = []

@@ -19,7 +19,8 @@ import os
 import re
 import signal
 import sys
-from typing import Any
+import zipfile
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -215,12 +216,65 @@ def load_q_network(path: str) -> keras.Model:
     if not os.path.isfile(path):
         raise CheckpointError(f"no model file at {path}; pass a .keras file or a run folder "
                               f"that holds model.keras or checkpoints")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a .keras file (a .keras file is a zip archive); "
+                              f"it may be damaged or of another format")
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many kinds (zip, JSON, h5, value) for a bad file
         raise CheckpointError(f"cannot load model {path} ({type(error).__name__}: "
                               f"{_first_line(error)}); is it a .keras file saved by this "
                               f"project?") from None
+
+
+def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_actions: int,
+               build_q_network: Callable[..., keras.Model]) -> keras.Model:
+    """Loads the Q-network to play with, from a file or from a run folder.
+
+    Why: people want to watch their agent while its run still goes on, before
+    any ``model.keras`` exists, so a run folder falls back on its checkpoints.
+
+    Args:
+        path: a ``.keras`` file, or a run folder; from a folder, its
+            ``model.keras`` if there is one, else its newest checkpoint.
+        env_id: the game to be played, to refuse a network of another game.
+        observation_shape: shape of one observation of that game.
+        num_actions: number of actions of that game.
+        build_q_network: the factory used for training, to rebuild the network
+            a checkpoint's weights go into.
+
+    Returns:
+        The online Q-network.
+
+    Raises:
+        CheckpointError: if nothing loadable is found or it does not fit the game.
+    """
+    checkpoint_dir = os.path.join(path, "checkpoints")
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "model.keras")):
+        loop_state = read_loop_state(checkpoint_dir)
+        if loop_state is None:
+            raise CheckpointError(f"{path} holds neither model.keras nor checkpoints; pass a "
+                                  f".keras file or a run folder")
+        if loop_state.get("env_id") != env_id:
+            raise CheckpointError(f"{path} holds a run of {loop_state.get('env_id')}, "
+                                  f"not {env_id}; pass --env-id {loop_state.get('env_id')}")
+        q_network = build_q_network(observation_shape, num_actions)
+        latest = tf.train.latest_checkpoint(checkpoint_dir)
+        try:  # only the online network is needed; the rest of the checkpoint is skipped
+            tf.train.Checkpoint(q_network=q_network).restore(latest).expect_partial()
+        except _READ_ERRORS as error:
+            raise CheckpointError(f"checkpoint {latest} cannot be read "
+                                  f"({_first_line(error)})") from None
+        print(f"Playing with the network of checkpoint {latest} "
+              f"(step {loop_state.get('step', 0):,}).", flush=True)
+        return q_network
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.keras")
+    q_network = load_q_network(path)
+    if q_network.output_shape[-1] != num_actions:
+        raise CheckpointError(f"{path} has {q_network.output_shape[-1]} outputs but {env_id} "
+                              f"has {num_actions} actions; is it a model of another game?")
+    return q_network
 
 
 def save_model_atomically(model: keras.Model, path: str) -> None:

@@ -25,7 +25,7 @@ class GameRecorder(gym.Wrapper):
     """Writes every N-th game as an MP4 named with its game number and score.
 
     Why: watching the agent is the quickest way to see whether it learns, and a
-    file name such as ``breakout-game-000500-score-31.mp4`` makes progress
+    file name such as ``breakout_game000500_score31.mp4`` makes progress
     visible in a folder listing.
 
     Note: this wrapper must wrap the raw emulator (frame skip 1). A "game" is
@@ -86,7 +86,7 @@ class GameRecorder(gym.Wrapper):
 
     def _start(self) -> None:
         self._partial_path = os.path.join(
-            self.video_dir, f"{self.name_prefix}-game-{self.game_number:06d}.recording.mp4")
+            self.video_dir, f"{self.name_prefix}_game{self.game_number:06d}.recording.mp4")
         try:
             os.makedirs(self.video_dir, exist_ok=True)
             # macro_block_size=1 keeps the native 160x210 size (both even, as H.264 needs).
@@ -106,7 +106,7 @@ class GameRecorder(gym.Wrapper):
         score = int(self._score) if self._score.is_integer() else self._score
         final_path = os.path.join(
             self.video_dir,
-            f"{self.name_prefix}-game-{self.game_number:06d}-score-{score}.mp4")
+            f"{self.name_prefix}_game{self.game_number:06d}_score{score}.mp4")
         try:
             self._writer.close()
             self._writer = None

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.checkpoint import (CheckpointError, Checkpointer, GracefulStop, load_q_network,
-                               read_loop_state, save_model_atomically)
+from common.checkpoint import (CheckpointError, Checkpointer, GracefulStop, load_agent,
+                               load_q_network, read_loop_state, save_model_atomically)
 from common.dqn import make_train_step
 
 
@@ -97,8 +97,12 @@ def test_models_load_in_safe_mode_and_bad_files_are_refused(tmp_path):
         load_q_network(str(tmp_path / "missing.keras"))
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"this is not a zip file")
-    with pytest.raises(CheckpointError, match="cannot load model"):
+    with pytest.raises(CheckpointError, match="is not a .keras file"):
         load_q_network(str(corrupt))
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes((tmp_path / "model.keras").read_bytes()[:-200])
+    with pytest.raises(CheckpointError, match="cannot load model|is not a .keras file"):
+        load_q_network(str(truncated))
 
 
 def test_a_lambda_layer_is_refused_by_safe_mode(tmp_path):
@@ -166,3 +170,28 @@ def test_a_full_disk_while_saving_the_model(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="could not save the model"):
         save_model_atomically(q_network, str(tmp_path / "model.keras"))
     assert os.listdir(tmp_path) == []  # neither a half file nor its temporary remains
+
+
+def build_tiny(observation_shape, num_actions, name="q_network"):
+    return tiny_network(name)
+
+
+def test_load_agent_from_a_run_folder_with_checkpoints_only(tmp_path, capsys):
+    q_network, target_network, optimizer = trained_parts()
+    Checkpointer(str(tmp_path / "checkpoints"), q_network, target_network, optimizer).save(
+        300, {"env_id": "BreakoutNoFrameskip-v4", "step": 300})
+    agent = load_agent(str(tmp_path), "BreakoutNoFrameskip-v4", (3,), 2, build_tiny)
+    for a, b in zip(agent.get_weights(), q_network.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert "network of checkpoint" in capsys.readouterr().out
+    with pytest.raises(CheckpointError, match="holds a run of BreakoutNoFrameskip-v4, not Pong"):
+        load_agent(str(tmp_path), "PongNoFrameskip-v4", (3,), 2, build_tiny)
+    q_network.set_weights([weights + 1.0 for weights in q_network.get_weights()])
+    save_model_atomically(q_network, str(tmp_path / "model.keras"))  # preferred once it exists
+    agent = load_agent(str(tmp_path), "BreakoutNoFrameskip-v4", (3,), 2, build_tiny)
+    for a, b in zip(agent.get_weights(), q_network.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(CheckpointError, match="has 2 outputs but PongNoFrameskip-v4 has 6"):
+        load_agent(str(tmp_path / "model.keras"), "PongNoFrameskip-v4", (3,), 6, build_tiny)
+    with pytest.raises(CheckpointError, match="neither model.keras nor checkpoints"):
+        load_agent(str(tmp_path / "checkpoints"), "BreakoutNoFrameskip-v4", (3,), 2, build_tiny)

@@ -7,6 +7,7 @@ status, what is printed, and the files left behind.
 import csv
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def test_breakout_smoke_run(breakout_run):
     assert losses and all(math.isfinite(loss) and loss >= 0 for loss in losses)
     videos = sorted(os.listdir(video_dir))
     assert len(videos) >= len(rows)  # every finished game was recorded
-    assert all(name.startswith("breakout-game-") and name.endswith(".mp4") for name in videos)
+    assert all(re.fullmatch(r"breakout_game\d{6}_score\d+\.mp4", name) for name in videos), videos
     assert_decodable_mp4(os.path.join(video_dir, videos[0]))
     assert os.path.isfile(os.path.join(run_dir, "model.keras"))
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir))
@@ -79,7 +80,8 @@ def test_pong_smoke_run(tmp_path):
     assert all(-21 <= float(row["score"]) <= 21 for row in rows)
     assert all(math.isfinite(float(row["loss"])) for row in rows if int(row["step"]) > 600)
     videos = os.listdir(video_dir)
-    assert videos and all(name.startswith("pong-game-") for name in videos)
+    assert videos and all(re.fullmatch(r"pong_game\d{6}_score-?\d+\.mp4", name)
+                          for name in videos), videos
     assert_decodable_mp4(os.path.join(video_dir, videos[0]))
 
 
@@ -158,6 +160,12 @@ def test_sigterm_saves_a_checkpoint_and_exits_0(tmp_path):
     assert "Stopped by SIGTERM at step" in stdout
     assert f"Resume with: python breakout_dqn.py {' '.join(arguments)} --resume" in stdout
     assert os.path.isfile(os.path.join(run_dir, "checkpoints", "checkpoint"))
+    # The stopped run has no model.keras yet; --evaluate plays its newest checkpoint.
+    result = run_script("breakout_dqn.py", "--evaluate", run_dir, "--episodes", "1",
+                        "--video-dir", str(tmp_path / "E"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Playing with the network of checkpoint" in result.stdout
+    assert len(os.listdir(tmp_path / "E")) == 1
 
 
 def run_main(capsys, *arguments):
@@ -216,7 +224,7 @@ def test_missing_or_corrupt_model_for_evaluate(capsys, tmp_path):
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"\x00not a model")
     status, error = run_main(capsys, "--evaluate", str(corrupt), "--video-dir", str(tmp_path / "V"))
-    assert status == 2 and "cannot load model" in error and error.count("\n") == 1
+    assert status == 2 and "is not a .keras file" in error and error.count("\n") == 1
 
 
 def test_unwritable_output_folder(capsys, tmp_path):

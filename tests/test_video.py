@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 
 import gymnasium as gym
 import imageio.v2 as imageio
@@ -36,8 +37,8 @@ def test_every_second_game_is_a_decodable_mp4_named_with_its_score(tmp_path):
     env.close()
     names = sorted(os.listdir(tmp_path))
     assert len(names) == 2, names
-    assert names[0].startswith("breakout-game-000002-score-") and names[0].endswith(".mp4")
-    assert names[1].startswith("breakout-game-000004-score-")
+    assert re.fullmatch(r"breakout_game000002_score-?\d+\.mp4", names[0]), names
+    assert re.fullmatch(r"breakout_game000004_score-?\d+\.mp4", names[1]), names
     reader = imageio.get_reader(str(tmp_path / names[0]))
     frame = reader.get_data(0)
     frames = reader.count_frames()
@@ -51,7 +52,7 @@ def test_first_game_carries_the_numbering_on(tmp_path):
                    first_game=41, max_frames_per_game=600)
     play_games(env, 1)
     env.close()
-    assert [name[:22] for name in os.listdir(tmp_path)] == ["breakout-game-000041-s"]
+    assert [name[:25] for name in os.listdir(tmp_path)] == ["breakout_game000041_score"]
 
 
 def test_frames_are_read_only_for_recorded_games(tmp_path, monkeypatch):
@@ -89,7 +90,7 @@ def test_a_full_disk_warns_and_the_game_goes_on(tmp_path, capsys, monkeypatch):
     env.close()
     names = os.listdir(tmp_path)
     assert not any("recording" in name for name in names)  # the broken file was removed
-    assert any(name.startswith("breakout-game-000002") for name in names)
+    assert any(name.startswith("breakout_game000002_score") for name in names)
 
 
 def test_every_must_be_positive():
