@@ -84,6 +84,7 @@ class Checkpointer:
             raise FloatingPointError(f"the network's weights are no longer finite at step "
                                      f"{step:,}, so no checkpoint was saved")
         try:
+            os.makedirs(self.directory, exist_ok=True)
             if replay_state is not None:
                 replay_path = self._replay_path(step)
                 temporary = replay_path + ".tmp.npz"  # np.savez keeps a name ending in .npz

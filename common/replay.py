@@ -224,6 +224,17 @@ class ReplayMemory:
         self._num_valid += 1
         self._episode_open = not (terminated or truncated)
 
+    def end_episode(self) -> None:
+        """Makes the next ``add`` start a new episode, as if the last one had been cut off.
+
+        Why: a resumed run restores the memory but not the emulator, so its first
+        game is not the continuation of the last stored transition. Without this
+        call, the new game's first transition would be stacked on the old game's
+        frames. The last stored transition keeps its next frame and bootstraps from
+        it, like a truncated one.
+        """
+        self._episode_open = False
+
     def _write_frame(self, frame: np.ndarray, episode_start: bool) -> None:
         """Writes a frame into the slot at the cursor and advances the cursor."""
         slot = self._cursor

@@ -52,7 +52,8 @@ def test_round_trip_restores_networks_optimizer_and_loop_state(tmp_path):
 
 
 def test_keeps_the_last_three_and_their_replays_only(tmp_path):
-    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver = Checkpointer(str(tmp_path / "checkpoints"), *trained_parts())  # made on first save
+    tmp_path = tmp_path / "checkpoints"
     for step in (100, 200, 300, 400):
         saver.save(step, {"step": step}, {"frames": np.zeros(2, np.uint8)})
     assert saver.latest.endswith("ckpt-400")

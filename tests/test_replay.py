@@ -285,3 +285,20 @@ def test_other_history_lengths(history):
         observation, next_observation = added[int(batch.actions[b])]
         np.testing.assert_array_equal(batch.observations[b], observation)
         np.testing.assert_array_equal(batch.next_observations[b], next_observation)
+
+
+def test_end_episode_starts_a_new_episode_after_a_restore():
+    # A run saved mid-episode, restored, then a new game: what a resume does.
+    memory = ReplayMemory(100, FRAME_SHAPE, HISTORY, seed=3)
+    first, next_frame_id = fill(memory, [5, 6], ends=["terminated", "open"])
+    restored = ReplayMemory(100, FRAME_SHAPE, HISTORY, seed=3)
+    restored.load_state_dict(memory.state_dict())
+    restored.end_episode()
+    steps, second, _ = play([4], ends=["terminated"], first_frame_id=next_frame_id)
+    for step in steps:
+        restored.add(*step)
+    everything = {**first, **second}
+    seen = set()
+    for _ in range(30):
+        seen.update(check_batch(restored.sample(16), everything))
+    assert seen == set(everything)  # each stack is exactly what the agent saw, none mixed

@@ -150,7 +150,8 @@ def test_kill_9_then_resume_finishes_the_run(tmp_path):
 
 def test_sigterm_saves_a_checkpoint_and_exits_0(tmp_path):
     run_dir = str(tmp_path / "R")
-    arguments = ["--total-steps", "100000", "--video-every", "0", "--run-dir", run_dir, *TINY]
+    arguments = ["--total-steps", "100000", "--video-every", "0", "--save-replay",
+                 "--run-dir", run_dir, *TINY]
     process = subprocess.Popen([sys.executable, "breakout_dqn.py", *arguments], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: last_step(run_dir) > 300, 180, process)
@@ -166,6 +167,17 @@ def test_sigterm_saves_a_checkpoint_and_exits_0(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Playing with the network of checkpoint" in result.stdout
     assert len(os.listdir(tmp_path / "E")) == 1
+    # Resuming restores the replay memory, so learning goes on from the first step.
+    stopped_at = int(re.search(r"Stopped by SIGTERM at step ([\d,]+)", stdout)[1].replace(",", ""))
+    result = run_script("breakout_dqn.py", *arguments, "--resume",
+                        "--total-steps", str(stopped_at + 600))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resumed {run_dir} at step {stopped_at:,}" in result.stdout
+    assert "replay memory restored" in result.stdout
+    rows = [row for row in read_progress(run_dir) if int(row["step"]) > stopped_at]
+    assert rows and all(math.isfinite(float(row["loss"])) for row in rows)
+    assert [int(row["game"]) for row in read_progress(run_dir)] == \
+        list(range(1, len(read_progress(run_dir)) + 1))
 
 
 def run_main(capsys, *arguments):
