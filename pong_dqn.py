@@ -259,6 +259,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network) ->
             except ValueError as error:
                 raise ConfigError(f"--resume: the saved replay memory does not fit this one "
                                   f"({error}); give the run's own --buffer-size") from None
+            memory.end_episode()  # the game in progress was not saved: a new one starts
         learn_from_step = step if replay_state is not None else step + config.learning_starts
         print(f"Resumed {config.run_dir} at step {step:,} after {games_played:,} games; "
               f"replay memory {'restored' if replay_state else 'refills'} "
