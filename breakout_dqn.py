@@ -34,11 +34,9 @@ every setting. Where this script departs from the paper, a comment says
 """
 
 import collections
-import dataclasses
 import math
 import os
 import sys
-import time
 from dataclasses import dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
@@ -50,7 +48,8 @@ import tensorflow as tf
 from common.atari import make_env
 from common.checkpoint import (CheckpointError, Checkpointer, GracefulStop, load_agent, open_run,
                                save_model_atomically)
-from common.config import ConfigError, check_config, check_memory, check_writable, parse_config
+from common.config import (ConfigError, check_config, check_memory, check_writable, in_notebook,
+                           parse_config)
 from common.dqn import BackgroundLearner, make_greedy_policy, make_target_sync, make_train_step
 from common.logger import RunLogger
 from common.networks import build_q_network
@@ -90,21 +89,21 @@ class Config:
     train_every: int = 4
     """agent steps between two gradient updates (paper: 4)."""
     target_update_every: int = 1_000
-    """agent steps between copies of the online network into the target network."""
+    """agent steps between copies of the online network into the target network (paper: 10,000)."""
     learning_rate: float = 1e-4
-    """Adam learning rate."""
+    """Adam learning rate (paper: RMSProp at 0.00025)."""
     gamma: float = 0.99
     """discount factor per agent step (paper: 0.99)."""
     eps_start: float = 1.0
     """exploration rate epsilon at step 0 (paper: 1.0)."""
     eps_end: float = 0.01
-    """exploration rate after the decay."""
+    """exploration rate after the decay (paper: 0.1)."""
     eps_decay_steps: int = 250_000
-    """agent steps over which epsilon falls linearly from eps_start to eps_end."""
+    """agent steps, counted from learning_starts, over which epsilon falls linearly to eps_end (paper: 1,000,000)."""
     max_gradient_norm: float = 10.0
-    """gradients are rescaled to at most this global norm."""
+    """gradients are rescaled to at most this global norm (the paper has no such clipping)."""
     overlap_updates: bool = True
-    """run each update on a worker thread while the agent plays on (faster; acts with weights one update old)."""
+    """run each update on a worker thread while the agent plays on (faster; the agent may act with weights one update old)."""
     video_every: int = 100
     """record every N-th game as an MP4 (0: never)."""
     video_dir: str = "videos/breakout"
@@ -114,7 +113,7 @@ class Config:
     log_every_games: int = 10
     """print a console line every N finished games."""
     checkpoint_every: int = 50_000
-    """agent steps between checkpoints (each about 20 MB without the replay memory)."""
+    """agent steps between checkpoints (each about 27 MB without the replay memory)."""
     resume: bool = False
     """continue the run saved in --run-dir from its latest checkpoint."""
     save_replay: bool = False
@@ -122,15 +121,16 @@ class Config:
     evaluate: str = ""
     """instead of training, play a saved agent: a .keras file or a run folder."""
     episodes: int = 10
-    """games to play with --evaluate."""
+    """games to play with --evaluate (the paper played 30)."""
     eval_epsilon: float = 0.05
     """exploration rate while evaluating (paper: 0.05)."""
 
 # Note: the Nature paper used RMSProp (learning rate 0.00025), a target update
-# every 10,000 steps and a final epsilon of 0.1 reached after 1,000,000 frames.
-# We use CleanRL's Adam at 1e-4 with a target update every 1,000 steps, which
-# learns Breakout faster, and decay epsilon to 0.01 over 250,000 agent steps
-# (the paper's 1,000,000 frames), so that the agent's own play dominates early.
+# every 10,000 steps and an epsilon falling to 0.1 over 1,000,000 steps (its table
+# says "frames", but DeepMind's code counts agent steps and starts the decay when
+# learning starts). We use CleanRL's Adam at 1e-4 with a target update every
+# 1,000 steps, which learns Breakout faster, and let epsilon fall to 0.01 over
+# 250,000 steps, four times faster, so that the agent's own play dominates early.
 
 
 """
@@ -189,10 +189,14 @@ finish before the target network is synced or a checkpoint is taken.
 
 
 def epsilon_at(step: int, config: Config) -> float:
-    """The exploration rate after `step` agent steps: a linear decay, then flat."""
+    """The exploration rate after `step` agent steps.
+
+    It stays at `eps_start` while the memory fills, falls linearly to `eps_end`
+    over the next `eps_decay_steps` steps, then stays there.
+    """
     if config.eps_decay_steps == 0:
-        return config.eps_end
-    fraction = min(step / config.eps_decay_steps, 1.0)
+        return config.eps_end if step >= config.learning_starts else config.eps_start
+    fraction = min(max(step - config.learning_starts, 0) / config.eps_decay_steps, 1.0)
     return config.eps_start + fraction * (config.eps_end - config.eps_start)
 
 
@@ -282,7 +286,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network) ->
                     action = int(rng.integers(num_actions))
                 else:
                     actions, _ = greedy_actions(observation[np.newaxis])
-                    action = int(actions.numpy()[0])  # NumPy indexing: a tensor slice would cost an op
+                    action = int(actions.numpy()[0])
                 next_observation, reward, terminated, truncated, info = env.step(action)
                 memory.add(observation, action, reward, next_observation, terminated, truncated)
                 observation = next_observation
@@ -333,7 +337,9 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network) ->
 
 
 def resume_command() -> str:
-    """The command line that continues this run."""
+    """The command line that continues this run (in a notebook: what to change)."""
+    if in_notebook():
+        return "set resume=True in Config (keep the other settings) and run again"
     arguments = [argument for argument in sys.argv[1:] if argument != "--resume"]
     return " ".join(["python", os.path.basename(sys.argv[0]) or "breakout_dqn.py", *arguments,
                      "--resume"])
@@ -352,6 +358,7 @@ the mean and standard deviation of the raw scores.
 def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network) -> list[float]:
     """Plays `config.episodes` games with a saved agent; returns their raw scores."""
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=1,
+                   video_label="evaluation",  # keeps these apart from the training videos
                    max_frames_per_game=5 * 60 * 60)  # 5 minutes at 60 frames a second
     q_network = load_agent(config.evaluate, config.env_id, env.observation_space.shape,
                            int(env.action_space.n), build_q_network)
@@ -364,7 +371,7 @@ def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network)
             action = int(rng.integers(env.action_space.n))
         else:
             actions, _ = greedy_actions(observation[np.newaxis])
-            action = int(actions.numpy()[0])  # NumPy indexing: a tensor slice would cost an op
+            action = int(actions.numpy()[0])
         observation, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             observation, _ = env.reset()
@@ -378,6 +385,7 @@ def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network)
 
 
 def main(argv=None) -> int:
+    """Runs training or evaluation as the command line says; returns the exit status."""
     config = parse_config(Config, argv, description="Deep Q-Learning for Atari Breakout.")
     try:
         check_config(config)
@@ -405,4 +413,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_status = main()
+    if not in_notebook():  # in a notebook, SystemExit would only show a traceback
+        sys.exit(exit_status)

@@ -12,7 +12,7 @@ a warm-up of random play, and the target network synced every 1,000 steps.
    Breakout" (see `naive_loop`): replay in Python lists, an eager model call per action
    and `model.predict` for the targets.
 
-    python benchmarks/throughput.py             # about 5 to 10 minutes on 2 CPU cores
+    python benchmarks/throughput.py             # about 4 minutes on 2 CPU cores
     python benchmarks/throughput.py --quick     # a smoke check; its numbers mean little
 
 It prints a table and, as its last line, one JSON object with the keys

@@ -183,6 +183,7 @@ def make_env(
     video_every: int = 0,
     first_game: int = 1,
     max_frames_per_game: int = 108_000,
+    video_label: str = "",
 ) -> gym.Env:
     """Builds one Atari game with the DeepMind preprocessing of Mnih et al. (2015).
 
@@ -205,6 +206,8 @@ def make_env(
         video_every: Record every `video_every`-th whole game; 0 records nothing.
         first_game: Number given to the first game in video file names (to carry on
             a count after resuming a run).
+        video_label: Added to the video file names after the game's name, e.g.
+            "evaluation" gives "breakout_evaluation_game000001_score12.mp4".
         max_frames_per_game: Emulator frames after which a game is truncated; the
             default is the 30 minutes of the `-v4` ids, the paper's evaluation uses
             18,000 (5 minutes).
@@ -246,7 +249,7 @@ def make_env(
             env,
             video_dir,
             every=video_every,
-            name_prefix=env.spec.kwargs["game"],  # e.g. "breakout"
+            name_prefix="_".join(filter(None, [env.spec.kwargs["game"], video_label])),
             first_game=first_game,
         )
     env = gym.wrappers.RecordEpisodeStatistics(env)

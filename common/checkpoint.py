@@ -2,7 +2,9 @@
 
 A checkpoint holds the online and target networks, the optimizer's state and a
 JSON record of the training loop (step and game counters, the running-reward
-window, random-number states, the game being played). All of it goes into one
+window, the exploration random-number state, the game's id). The emulator's
+state is not saved: a resumed run starts a new game, and the steps of the game
+that was in progress are played again. All of it goes into one
 ``tf.train.Checkpoint``, written by a ``tf.train.CheckpointManager``: the data
 files are written first and the small index file that names the latest
 checkpoint is replaced atomically last, so a process killed mid-write leaves the

@@ -62,7 +62,8 @@ def field_docstrings(config_class: type) -> dict[str, str]:
     return docs
 
 
-def _in_notebook() -> bool:
+def in_notebook() -> bool:
+    """Whether this code runs inside a Jupyter (or Colab) kernel."""
     return "ipykernel" in sys.modules
 
 
@@ -82,7 +83,7 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
         one-line message and status 2.
     """
     if argv is None:
-        argv = [] if _in_notebook() else sys.argv[1:]
+        argv = [] if in_notebook() else sys.argv[1:]
     docs = field_docstrings(config_class)
     parser = _OneLineParser(description=description)
     hints = {field.name: field.type for field in dataclasses.fields(config_class)}

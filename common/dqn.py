@@ -114,13 +114,14 @@ def make_target_sync(q_network: keras.Model, target_network: keras.Model) -> Cal
 class BackgroundLearner:
     """Runs DQN updates on a worker thread while the agent goes on playing.
 
-    Why: on a 2-core CPU one update of the Nature network takes about 15 ms and
+    Why: on a 2-core CPU one update of the Nature network takes 15 to 20 ms and
     the four steps of play between two updates about 6 ms. Doing both at once
     instead of in turn makes the whole loop faster (see the README's benchmark).
 
-    Note: with ``overlap=True`` the agent acts with weights that are at most one
-    update old, and may read them while the optimizer writes them; Mnih et al.
-    (2015) act with the newest weights. The updates themselves are the same, in
+    Note: with ``overlap=True`` the agent may act while an update is being
+    applied, so with weights one update old, or with some layers already updated
+    and others not (each variable is read whole: TensorFlow locks it while it is
+    written); Mnih et al. (2015) act with the newest weights. The updates themselves are the same, in
     the same order, on the same batches. ``sync_target`` and ``wait`` first let
     the running update finish, so the target network, checkpoints and saved
     models only ever see whole updates. With ``overlap=False`` every update runs

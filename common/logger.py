@@ -31,7 +31,10 @@ class RunLogger:
     TensorBoard the new event file starts with a ``SessionLog.START`` event at
     ``resume_step + 1``, on which TensorBoard discards the earlier events from
     that step on (its "purge orphaned data" rule), so its curves do not double
-    back either.
+    back either. TensorBoard's default fast loader (``--load_fast``) ignores that
+    event; it drops an old point only once a new point at an earlier or equal
+    step arrives, so a few old points may remain between the checkpoint and the
+    first new game; ``tensorboard --load_fast=false`` applies the rule exactly.
 
     Args:
         run_dir: folder for ``progress.csv`` and the TensorBoard event files.

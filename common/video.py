@@ -10,6 +10,7 @@ are read from the emulator only for the games being recorded.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import gymnasium as gym
@@ -39,7 +40,9 @@ class GameRecorder(gym.Wrapper):
         every: record games ``every``, ``2 * every``, ...; 1 records every game.
         name_prefix: start of each file name, usually the game's name.
         first_game: number of the first game this wrapper will see; a resumed run
-            passes the number of games it has already played plus one.
+            passes the number of games it has already played plus one. Recordings
+            of that game and later ones, left by the interrupted run, are removed:
+            the resumed run plays those games again.
     """
 
     def __init__(self, env: gym.Env, video_dir: str, every: int, name_prefix: str,
@@ -55,6 +58,8 @@ class GameRecorder(gym.Wrapper):
         self._writer = None
         self._partial_path = ""
         self._score = 0.0
+        if first_game > 1:
+            self._remove_recordings_from(first_game)
 
     @property
     def recording(self) -> bool:
@@ -62,6 +67,7 @@ class GameRecorder(gym.Wrapper):
         return self._writer is not None
 
     def reset(self, **kwargs):
+        """Resets the emulator; starts a recording if this game's number is due."""
         observation, info = self.env.reset(**kwargs)
         self._abandon()  # a game that was cut short by a reset is not kept
         self.game_number += 1
@@ -72,6 +78,7 @@ class GameRecorder(gym.Wrapper):
         return observation, info
 
     def step(self, action):
+        """Steps the emulator one frame, appending the frame to a running recording."""
         observation, reward, terminated, truncated, info = self.env.step(action)
         self._score += float(reward)
         if self.recording:
@@ -81,6 +88,7 @@ class GameRecorder(gym.Wrapper):
         return observation, reward, terminated, truncated, info
 
     def close(self):
+        """Drops an unfinished recording and closes the emulator."""
         self._abandon()
         super().close()
 
@@ -129,6 +137,19 @@ class GameRecorder(gym.Wrapper):
             except OSError:
                 pass
         self._partial_path = ""
+
+    def _remove_recordings_from(self, first_game: int) -> None:
+        """Removes this prefix's recordings, finished or not, of games ``first_game`` on."""
+        pattern = re.compile(re.escape(self.name_prefix) + r"_game(\d+)(_score.*|\.recording)\.mp4")
+        if not os.path.isdir(self.video_dir):
+            return
+        for name in os.listdir(self.video_dir):
+            match = pattern.fullmatch(name)
+            if match is not None and int(match.group(1)) >= first_game:
+                try:
+                    os.remove(os.path.join(self.video_dir, name))
+                except OSError:
+                    pass  # not ours to fight over; at worst a file is overwritten later
 
     def _warn(self, error: Exception) -> None:
         print(f"warning: could not write video of game {self.game_number} to "

@@ -5,6 +5,7 @@ status, what is printed, and the files left behind.
 """
 
 import csv
+import dataclasses
 import math
 import os
 import re
@@ -263,3 +264,28 @@ def test_a_diverging_loss_stops_with_a_clear_message(capsys, tmp_path):
     last_good = error.split("the last good checkpoint is ")[1].split(";")[0]
     assert os.path.exists(last_good + ".index")
     assert not (run_dir / "model.keras").exists()  # a diverged network is not saved as the result
+
+
+def test_the_two_scripts_share_their_algorithm_line_for_line():
+    import inspect
+
+    import pong_dqn
+
+    def code(function):
+        lines = inspect.getsource(function).splitlines()
+        return [line.split("  #")[0].rstrip() for line in lines]  # comments may name the game
+
+    for name in ("epsilon_at", "train", "evaluate"):
+        assert code(getattr(breakout_dqn, name)) == code(getattr(pong_dqn, name)), name
+    differing = {field.name for field in dataclasses.fields(breakout_dqn.Config)
+                 if getattr(breakout_dqn.Config, field.name) != getattr(pong_dqn.Config, field.name)}
+    assert differing == {"env_id", "solved_at", "video_dir", "run_dir"}
+
+
+def test_epsilon_holds_while_the_memory_fills_then_falls_linearly():
+    config = breakout_dqn.Config(learning_starts=100, eps_decay_steps=1000, eps_start=1.0,
+                                 eps_end=0.01)
+    values = [breakout_dqn.epsilon_at(step, config) for step in (0, 100, 600, 1100, 5000)]
+    assert values == pytest.approx([1.0, 1.0, 0.505, 0.01, 0.01])
+    no_decay = dataclasses.replace(config, eps_decay_steps=0)
+    assert [breakout_dqn.epsilon_at(step, no_decay) for step in (99, 100)] == [1.0, 0.01]

@@ -96,3 +96,24 @@ def test_a_full_disk_warns_and_the_game_goes_on(tmp_path, capsys, monkeypatch):
 def test_every_must_be_positive():
     with pytest.raises(ValueError):
         GameRecorder(gym.make("BreakoutNoFrameskip-v4"), "v", every=0, name_prefix="b")
+
+
+def test_a_resumed_run_removes_the_recordings_of_games_it_plays_again(tmp_path):
+    names = ["breakout_game000010_score3.mp4", "breakout_game000011_score-1.mp4",
+             "breakout_game000012.recording.mp4", "breakout_evaluation_game000011_score5.mp4",
+             "notes.txt"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    GameRecorder(gym.make("BreakoutNoFrameskip-v4"), str(tmp_path), every=5,
+                 name_prefix="breakout", first_game=11).close()
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["breakout_game000010_score3.mp4", "breakout_evaluation_game000011_score5.mp4",
+         "notes.txt"])
+
+
+def test_a_label_keeps_evaluation_videos_apart(tmp_path):
+    env = make_env("BreakoutNoFrameskip-v4", video_dir=str(tmp_path), video_every=1,
+                   video_label="evaluation", max_frames_per_game=600)
+    play_games(env, 1)
+    env.close()
+    assert [name[:35] for name in os.listdir(tmp_path)] == ["breakout_evaluation_game000001_scor"]
