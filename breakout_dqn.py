@@ -255,11 +255,11 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network) ->
         rng.bit_generator.state = loop_state["exploration_rng"]
         recent_scores.extend(loop_state["recent_scores"])
         if replay_state is not None:
-            try:
-                memory.load_state_dict(replay_state)
-            except ValueError as error:
-                raise ConfigError(f"--resume: the saved replay memory does not fit this one "
-                                  f"({error}); give the run's own --buffer-size") from None
+            saved_size = len(replay_state["frames"])
+            if saved_size != config.buffer_size:
+                raise ConfigError(f"--resume: the saved replay memory holds {saved_size} "
+                                  f"transitions; pass --buffer-size {saved_size} as the run did")
+            memory.load_state_dict(replay_state)
             memory.end_episode()  # the game in progress was not saved: a new one starts
         learn_from_step = step if replay_state is not None else step + config.learning_starts
         print(f"Resumed {config.run_dir} at step {step:,} after {games_played:,} games; "
@@ -405,6 +405,16 @@ def main(argv=None) -> int:
               f"checkpoint is {last_good or 'none'}; try a lower --learning-rate and resume",
               file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C pressed twice, or once while evaluating
+        if config.evaluate:
+            print("\nStopped.", file=sys.stderr)
+            return 130
+        last_good = tf.train.latest_checkpoint(os.path.join(config.run_dir, "checkpoints"))
+        print(f"\nStopped at once; the last complete checkpoint is {last_good or 'none'}.",
+              file=sys.stderr)
+        if last_good:
+            print(f"Resume with: {resume_command()}", file=sys.stderr)
+        return 130
     except MemoryError:
         print(f"{os.path.basename(sys.argv[0])}: error: out of memory; pass a smaller "
               f"--buffer-size", file=sys.stderr)

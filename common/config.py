@@ -67,6 +67,16 @@ def in_notebook() -> bool:
     return "ipykernel" in sys.modules
 
 
+def _kernel_arguments() -> bool:
+    """Whether ``sys.argv`` holds a notebook kernel's own arguments, not the user's.
+
+    A kernel starts as ``ipykernel_launcher.py -f kernel.json`` (Colab:
+    ``colab_kernel_launcher.py``); ``%run script.py --flag`` replaces that with
+    the script's own command line, which must then be honoured.
+    """
+    return in_notebook() and os.path.basename(sys.argv[0]).endswith("_launcher.py")
+
+
 def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
                  description: str = "") -> ConfigT:
     """Builds a configuration from the dataclass defaults and command-line overrides.
@@ -74,8 +84,9 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
     Args:
         config_class: the dataclass; each field becomes ``--field-name``. A
             ``bool`` field becomes a ``--flag / --no-flag`` pair.
-        argv: the arguments; ``None`` reads ``sys.argv``, except in a Jupyter
-            kernel, where there are no overrides.
+        argv: the arguments; ``None`` reads ``sys.argv``, except for a notebook
+            kernel's own arguments, which are ignored (``%run script.py --flag``
+            still works).
         description: shown by ``--help``.
 
     Returns:
@@ -83,7 +94,7 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
         one-line message and status 2.
     """
     if argv is None:
-        argv = [] if in_notebook() else sys.argv[1:]
+        argv = [] if _kernel_arguments() else sys.argv[1:]
     docs = field_docstrings(config_class)
     parser = _OneLineParser(description=description)
     hints = {field.name: field.type for field in dataclasses.fields(config_class)}

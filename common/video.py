@@ -152,7 +152,8 @@ class GameRecorder(gym.Wrapper):
                     pass  # not ours to fight over; at worst a file is overwritten later
 
     def _warn(self, error: Exception) -> None:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # not ffmpeg's dump
         print(f"warning: could not write video of game {self.game_number} to "
-              f"{self.video_dir} ({error}); training goes on without it.",
+              f"{self.video_dir} ({reason}); training goes on without it.",
               file=sys.stderr, flush=True)
         self._abandon()

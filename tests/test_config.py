@@ -68,10 +68,18 @@ def test_bad_flags_exit_2_with_one_line(capsys, argv, expected):
     assert error.count("\n") == 1 and expected in error
 
 
-def test_notebook_kernel_arguments_are_ignored(monkeypatch):
+@pytest.mark.parametrize("launcher", ["/usr/lib/python3/site-packages/ipykernel_launcher.py",
+                                      "/usr/local/lib/python3.11/colab_kernel_launcher.py"])
+def test_notebook_kernel_arguments_are_ignored(monkeypatch, launcher):
     monkeypatch.setitem(sys.modules, "ipykernel", object())
-    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/tmp/kernel-1.json"])
+    monkeypatch.setattr(sys, "argv", [launcher, "-f", "/tmp/kernel-1.json"])
     assert parse_config(ExampleConfig) == ExampleConfig()
+
+
+def test_percent_run_in_a_notebook_keeps_its_flags(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    monkeypatch.setattr(sys, "argv", ["breakout_dqn.py", "--total-steps", "1500"])
+    assert parse_config(ExampleConfig).total_steps == 1500
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -289,3 +289,25 @@ def test_epsilon_holds_while_the_memory_fills_then_falls_linearly():
     assert values == pytest.approx([1.0, 1.0, 0.505, 0.01, 0.01])
     no_decay = dataclasses.replace(config, eps_decay_steps=0)
     assert [breakout_dqn.epsilon_at(step, no_decay) for step in (99, 100)] == [1.0, 0.01]
+
+
+def test_ctrl_c_twice_stops_at_once_with_one_message(tmp_path):
+    run_dir = str(tmp_path / "R")
+    arguments = ["--total-steps", "100000", "--checkpoint-every", "300", "--video-every", "0",
+                 "--run-dir", run_dir, *TINY]
+    process = subprocess.Popen([sys.executable, "breakout_dqn.py", *arguments], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: last_step(run_dir) > 700, 180, process)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    if process.returncode == 0:  # the first stop finished saving before the second Ctrl-C
+        assert "Stopped by SIGINT" in stdout
+        return
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert "Stopped at once; the last complete checkpoint is " in stderr
+    assert "Resume with: python breakout_dqn.py" in stderr
+    result = run_script("breakout_dqn.py", *arguments, "--resume", "--total-steps", "1000")
+    assert result.returncode == 0 and "Resumed" in result.stdout, result.stderr[-3000:]
