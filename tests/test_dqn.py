@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.dqn import BackgroundLearner, make_greedy_policy, make_target_sync, make_train_step
+from common.dqn import (BackgroundLearner, FusedAdam, make_greedy_policy, make_target_sync,
+                        make_train_step)
 
 FRAME_SHAPE = (2, 2, 1)
 NUM_ACTIONS = 3
@@ -297,3 +298,37 @@ def test_a_non_finite_loss_raises(networks, overlap):
         learner.update((OBSERVATIONS, ACTIONS, rewards, NEXT_OBSERVATIONS, TERMINATED))
         learner.wait()
     learner.close()
+
+
+def numpy_adam(weights, gradients, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """Adam (Kingma and Ba, 2015) in float64, as Keras states it."""
+    weights = weights.astype(np.float64)
+    first, second = np.zeros_like(weights), np.zeros_like(weights)
+    for step, gradient in enumerate(gradients, start=1):
+        first = beta_1 * first + (1 - beta_1) * gradient
+        second = beta_2 * second + (1 - beta_2) * gradient**2
+        weights = weights - (learning_rate * np.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+                             * first / (np.sqrt(second) + epsilon))
+    return weights
+
+
+@pytest.mark.parametrize("optimizer_class", [keras.optimizers.Adam, FusedAdam])
+def test_fused_adam_follows_the_adam_rule_like_keras(optimizer_class):
+    rng = np.random.default_rng(1)
+    initial = rng.normal(size=(6, 3)).astype(np.float32)
+    # Gradients from 1e-4 to 10 in size, so that the moments' scaling matters.
+    gradients = [(rng.normal(size=(6, 3)) * 10 ** rng.uniform(-4, 1, (6, 3))).astype(np.float32)
+                 for _ in range(5)]
+    variable = keras.Variable(initial)
+    optimizer = optimizer_class(learning_rate=1e-3)
+
+    @tf.function
+    def apply(gradient):
+        optimizer.apply_gradients([(gradient, variable)])
+
+    for gradient in gradients:
+        apply(tf.constant(gradient))
+    expected = numpy_adam(initial, gradients, 1e-3)
+    assert np.abs(expected - initial).max() > 1e-3  # the weights did move
+    np.testing.assert_allclose(variable.numpy(), expected, atol=1e-6)
+    assert int(optimizer.iterations) == 5

@@ -28,6 +28,12 @@ def run_script(script, *arguments, timeout=240):
                           text=True, timeout=timeout)
 
 
+def start_script(script, *arguments):
+    """Starts a script in the background, as a user would in a terminal."""
+    return subprocess.Popen([sys.executable, script, *arguments], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def read_progress(run_dir):
     with open(os.path.join(run_dir, "progress.csv"), newline="") as file:
         return list(csv.DictReader(file))
@@ -128,8 +134,7 @@ def test_kill_9_then_resume_finishes_the_run(tmp_path):
     run_dir = str(tmp_path / "R")
     arguments = ["--total-steps", "1500", "--checkpoint-every", "500", "--video-every", "0",
                  "--run-dir", run_dir, *TINY]
-    process = subprocess.Popen([sys.executable, "breakout_dqn.py", *arguments], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_script("breakout_dqn.py", *arguments)
     wait_for(lambda: last_step(run_dir) > 1100, 180, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -153,8 +158,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_0(tmp_path):
     run_dir = str(tmp_path / "R")
     arguments = ["--total-steps", "100000", "--video-every", "0", "--save-replay",
                  "--run-dir", run_dir, *TINY]
-    process = subprocess.Popen([sys.executable, "breakout_dqn.py", *arguments], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_script("breakout_dqn.py", *arguments)
     wait_for(lambda: last_step(run_dir) > 300, 180, process)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
@@ -295,8 +299,7 @@ def test_ctrl_c_twice_stops_at_once_with_one_message(tmp_path):
     run_dir = str(tmp_path / "R")
     arguments = ["--total-steps", "100000", "--checkpoint-every", "300", "--video-every", "0",
                  "--run-dir", run_dir, *TINY]
-    process = subprocess.Popen([sys.executable, "breakout_dqn.py", *arguments], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_script("breakout_dqn.py", *arguments)
     wait_for(lambda: last_step(run_dir) > 700, 180, process)
     process.send_signal(signal.SIGINT)
     time.sleep(0.005)
