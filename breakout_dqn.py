@@ -95,7 +95,7 @@ class Config:
     gamma: float = 0.99
     """discount factor per agent step (paper: 0.99)."""
     eps_start: float = 1.0
-    """exploration rate epsilon at step 0 (paper: 1.0)."""
+    """exploration rate epsilon until learning starts, where its decay begins (paper: 1.0)."""
     eps_end: float = 0.01
     """exploration rate after the decay (paper: 0.1)."""
     eps_decay_steps: int = 250_000
@@ -172,7 +172,9 @@ of storing two stacks per transition.
 `make_train_step` returns a `tf.function` that does one update on a batch: the
 target `y = r + gamma * max_a' Q_target(s', a') * (1 - terminated)`, the Huber
 loss between `y` and `Q(s, a)` under a `GradientTape` (the paper's error
-clipping), gradient clipping and the optimizer step. Only a real end of the
+clipping), gradient clipping and the optimizer step: Keras' Adam, which
+`FusedAdam` applies with one fused TensorFlow kernel (the same arithmetic, a
+little faster on a CPU). Only a real end of the
 learning episode (`terminated`) cuts the bootstrap; a game stopped by the time
 limit (`truncated`) still looks ahead.
 
@@ -181,9 +183,10 @@ CPU, where `model.predict` would cost about 100.
 
 `BackgroundLearner` runs each update on a worker thread while the agent plays
 the next four steps, since on a CPU an update takes longer than those four
-steps. The updates are the same, in the same order; the difference (Note:) is
-that the agent may act with weights one update old. It lets the running update
-finish before the target network is synced or a checkpoint is taken.
+steps. The updates are the same, in the same order. Note: the agent may then act
+with weights one update old, where the paper acts with the newest. The learner
+lets the running update finish before the target network is synced or a
+checkpoint is taken.
 `--no-overlap-updates` runs every update in turn, as the paper does.
 """
 
