@@ -130,13 +130,14 @@ class FireReset(gym.Wrapper):
 
     Why: in games such as Breakout nothing happens until FIRE is pressed; an agent
     that explores with random actions would waste many steps, and the frame stack
-    would be full of identical frames. The reference wrappers (SB3, dqn_zoo, ALE's
-    own vector env) all press FIRE on reset.
+    would be full of identical frames. Stable-Baselines3's and CleanRL's wrappers
+    and ALE's own vector environment press FIRE on reset.
 
-    Note: placed outside `EpisodicLife`, this also fires after every lost life,
-    which is what launches the next ball in Breakout. The FIRE step is not seen by
-    the agent: its reward (normally 0) is dropped. If that step ends the episode,
-    the environment is reset once more, without firing again.
+    Note: Mnih et al. (2015) do not press FIRE for the agent; it learns to launch
+    the ball itself. Placed outside `EpisodicLife`, this also fires after every
+    lost life, which is what launches the next ball in Breakout. The FIRE step is
+    not seen by the agent: its reward (normally 0) is dropped. If that step ends
+    the episode, the environment is reset once more, without firing again.
     """
 
     def __init__(self, env: gym.Env):

@@ -107,6 +107,7 @@ def make_train_step(q_network: keras.Model, target_network: keras.Model,
             chosen_q_values = tf.gather(q_values, actions, axis=1, batch_dims=1)  # Q(s, a)
             loss = huber(targets, chosen_q_values)
         gradients = tape.gradient(loss, q_network.trainable_variables)
+        # Note: Mnih et al. (2015) do not clip gradients; Stable-Baselines3 clips their norm to 10.
         gradients, _ = tf.clip_by_global_norm(gradients, max_gradient_norm)
         optimizer.apply_gradients(zip(gradients, q_network.trainable_variables))
         return loss, tf.reduce_mean(chosen_q_values)
