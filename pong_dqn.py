@@ -74,7 +74,8 @@ faster and we expect them to get there no later.
 @dataclass
 class Config:
     env_id: str = "PongNoFrameskip-v4"
-    """Gymnasium id of the game: a NoFrameskip-v4 id (no sticky actions, frame skip done by us)."""
+    """Gymnasium id of the game: a NoFrameskip-v4 id (no sticky actions; the frame
+    skipping is done by our wrappers)."""
     total_steps: int = 10_000_000
     """agent steps to train for at most (one step is 4 emulator frames)."""
     solved_at: float = 18.0
@@ -82,29 +83,36 @@ class Config:
     seed: int = 1
     """seed of the environment, the exploration and the replay sampling."""
     buffer_size: int = 1_000_000
-    """replay memory size in transitions, as in the paper (about 7.1 GB: one 84x84 frame each)."""
+    """replay memory size in transitions, as in the paper (about 7.1 GB: one 84x84
+    frame each)."""
     learning_starts: int = 50_000
-    """agent steps of uniformly random play that fill the memory before learning starts (paper: 50,000)."""
+    """agent steps of uniformly random play that fill the memory before learning starts
+    (paper: 50,000)."""
     batch_size: int = 32
     """transitions per gradient update (paper: 32)."""
     train_every: int = 4
     """agent steps between two gradient updates (paper: 4)."""
     target_update_every: int = 1_000
-    """agent steps between copies of the online network into the target network (paper: 10,000)."""
+    """agent steps between copies of the online network into the target network
+    (paper: 10,000)."""
     learning_rate: float = 1e-4
     """Adam learning rate (paper: RMSProp at 0.00025)."""
     gamma: float = 0.99
     """discount factor per agent step (paper: 0.99)."""
     eps_start: float = 1.0
-    """exploration rate epsilon until learning starts, where its decay begins (paper: 1.0)."""
+    """exploration rate epsilon until learning starts, where its decay begins
+    (paper: 1.0)."""
     eps_end: float = 0.01
     """exploration rate after the decay (paper: 0.1)."""
     eps_decay_steps: int = 250_000
-    """agent steps, counted from learning_starts, over which epsilon falls linearly to eps_end (paper: 1,000,000)."""
+    """agent steps, counted from learning_starts, over which epsilon falls linearly to
+    eps_end (paper: 1,000,000)."""
     max_gradient_norm: float = 10.0
-    """gradients are rescaled to at most this global norm (the paper has no such clipping)."""
+    """gradients are rescaled to at most this global norm (the paper has no such
+    clipping)."""
     overlap_updates: bool = True
-    """run each update on a worker thread while the agent plays on (faster; the agent may act with weights one update old)."""
+    """run each update on a worker thread while the agent plays on (faster; the agent may
+    act with weights one update old)."""
     video_every: int = 100
     """record every N-th game as an MP4 (0: never)."""
     video_dir: str = "videos/pong"
@@ -118,7 +126,8 @@ class Config:
     resume: bool = False
     """continue the run saved in --run-dir from its latest checkpoint."""
     save_replay: bool = False
-    """also save the replay memory in each checkpoint (up to 7 GB), so a resume need not refill it."""
+    """also save the replay memory in each checkpoint (up to 7 GB), so a resume need not
+    refill it."""
     evaluate: str = ""
     """instead of training, play a saved agent: a .keras file or a run folder."""
     episodes: int = 10
