@@ -402,6 +402,8 @@ def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network)
 def main(argv=None) -> int:
     """Runs training or evaluation as the command line says; returns the exit status."""
     config = parse_config(Config, argv, description="Deep Q-Learning for Atari Pong.")
+    program = os.path.basename(sys.argv[0])
+    checkpoint_dir = os.path.join(config.run_dir, "checkpoints")
     try:
         check_config(config)
         if config.video_every > 0 or config.evaluate:
@@ -412,11 +414,11 @@ def main(argv=None) -> int:
             check_writable(config.run_dir, "--run-dir")
             train(config)
     except (ConfigError, CheckpointError) as error:
-        print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
+        print(f"{program}: error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:
-        last_good = tf.train.latest_checkpoint(os.path.join(config.run_dir, "checkpoints"))
-        print(f"{os.path.basename(sys.argv[0])}: training diverged: {error}; the last good "
+        last_good = tf.train.latest_checkpoint(checkpoint_dir)
+        print(f"{program}: training diverged: {error}; the last good "
               f"checkpoint is {last_good or 'none'}; try a lower --learning-rate and resume",
               file=sys.stderr)
         return 1
@@ -424,14 +426,14 @@ def main(argv=None) -> int:
         if config.evaluate:
             print("\nStopped.", file=sys.stderr)
             return 130
-        last_good = tf.train.latest_checkpoint(os.path.join(config.run_dir, "checkpoints"))
+        last_good = tf.train.latest_checkpoint(checkpoint_dir)
         print(f"\nStopped at once; the last complete checkpoint is {last_good or 'none'}.",
               file=sys.stderr)
         if last_good:
             print(f"Resume with: {resume_command()}", file=sys.stderr)
         return 130
     except MemoryError:
-        print(f"{os.path.basename(sys.argv[0])}: error: out of memory; pass a smaller "
+        print(f"{program}: error: out of memory; pass a smaller "
               f"--buffer-size", file=sys.stderr)
         return 1
     return 0

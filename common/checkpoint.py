@@ -80,7 +80,7 @@ class Checkpointer:
             FloatingPointError: if a weight of the online network is NaN or
                 infinite; such a checkpoint would replace a good one.
         """
-        if self.latest is not None and self.latest.endswith(f"-{step}"):
+        if self.latest is not None and _step_of(self.latest) == step:
             return self.latest  # already saved at this step; rewriting it would not be atomic
         if not all(np.isfinite(weights).all() for weights in self._q_network.get_weights()):
             raise FloatingPointError(f"the network's weights are no longer finite at step "
@@ -124,8 +124,7 @@ class Checkpointer:
         except _READ_ERRORS as error:
             raise CheckpointError(f"checkpoint {latest} cannot be read ({_first_line(error)}); "
                                   f"it may be from another version or damaged") from None
-        step = int(latest.rsplit("-", 1)[1])
-        replay_path = self._replay_path(step)
+        replay_path = self._replay_path(_step_of(latest))
         replay_state = None
         if os.path.exists(replay_path):
             try:
@@ -140,7 +139,7 @@ class Checkpointer:
         return os.path.join(self.directory, f"replay-{step}.npz")
 
     def _remove_stale_replays(self) -> None:
-        kept = {int(path.rsplit("-", 1)[1]) for path in self._manager.checkpoints}
+        kept = {_step_of(path) for path in self._manager.checkpoints}
         for path in glob.glob(os.path.join(self.directory, "replay-*.npz*")):
             match = re.fullmatch(r"replay-(\d+)\.npz", os.path.basename(path))
             if match is None or int(match.group(1)) not in kept:
@@ -334,6 +333,11 @@ class GracefulStop:
         self.signal_name = signal.Signals(signal_number).name
         print(f"\n{self.signal_name} received: saving a checkpoint before stopping "
               f"(press Ctrl-C again to stop at once)", flush=True)
+
+
+def _step_of(checkpoint_path: str) -> int:
+    """The step a checkpoint was saved at, from its path prefix (``.../ckpt-<step>``)."""
+    return int(checkpoint_path.rsplit("-", 1)[1])
 
 
 def _first_line(error: BaseException) -> str:
