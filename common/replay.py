@@ -19,8 +19,9 @@ How the ring works:
    a fresh slot marked as an episode start. Every ``add`` then writes the newest frame of
    ``next_observation`` into the following slot. An episode of T steps uses T + 1 slots.
 3. When an episode ends, terminated or truncated, its final frame stays in the ring, so
-   a truncated transition can still bootstrap from its true final observation. The next
-   ``add`` starts the new episode in a fresh slot.
+   a truncated transition still bootstraps from the last observation the environment
+   gave (see ``common/atari.py`` for how stale that can be). The next ``add`` starts the
+   new episode in a fresh slot.
 4. ``sample`` rebuilds the stack of slot ``i`` from slots ``i - 3 .. i``. Positions that
    fall before the episode's start slot repeat the start frame, which is exactly what
    gymnasium's ``FrameStackObservation`` gave the agent after a reset, so frames of two
@@ -248,7 +249,7 @@ class ReplayMemory:
         if self._size < self._capacity:
             self._size += 1
 
-    def sample(self, batch_size: int) -> Batch:
+    def sample(self, batch_size: int, rng: np.random.Generator | None = None) -> Batch:
         """Draws a minibatch of transitions uniformly, with replacement.
 
         Why: uniform sampling from a large memory breaks the correlation between
@@ -256,6 +257,9 @@ class ReplayMemory:
 
         Args:
             batch_size: Number of transitions, 32 in DQN.
+            rng: Generator to draw with; ``None`` uses the memory's own, whose state
+                is saved with it. A draw that must not change the minibatches to come
+                (the held-out states of ``common.logger.HeldOutQ``) passes its own.
 
         Returns:
             A ``Batch`` of contiguous arrays; the observation stacks are rebuilt from
@@ -269,7 +273,7 @@ class ReplayMemory:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         if self._num_valid == 0:
             raise ValueError("cannot sample from an empty replay memory; add transitions first.")
-        slots = self._draw_slots(batch_size)
+        slots = self._draw_slots(batch_size, self._rng if rng is None else rng)
         observations, next_observations = self._gather_stacks(slots)
         transitions = slots[:, self._history_length - 1]
         return Batch(
@@ -280,7 +284,7 @@ class ReplayMemory:
             terminated=self._terminated[transitions].astype(np.float32),
         )
 
-    def _draw_slots(self, batch_size: int) -> np.ndarray:
+    def _draw_slots(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """Draws sampleable transitions and returns the slots of their frames.
 
         Candidates are drawn uniformly from the written slots and rejected when they
@@ -294,7 +298,7 @@ class ReplayMemory:
         needed = batch_size
         for _ in range(_MAX_DRAW_ROUNDS):
             # A few extra candidates make a second round rare.
-            candidates = self._rng.integers(0, self._size, size=needed + 8)
+            candidates = rng.integers(0, self._size, size=needed + 8)
             candidates = candidates[self._valid[candidates]]
             slots = self._stack_slots(candidates)[:needed]
             accepted.append(slots)
@@ -308,7 +312,7 @@ class ReplayMemory:
                 "no transition can be sampled yet: each needs its next frame and an unbroken "
                 "history; add more transitions first."
             )
-        return np.concatenate(accepted + [slots[self._rng.integers(0, len(slots), size=needed)]])
+        return np.concatenate(accepted + [slots[rng.integers(0, len(slots), size=needed)]])
 
     def _stack_slots(self, transitions: np.ndarray) -> np.ndarray:
         """Returns the frame slots of valid transitions, dropping unsampleable ones.

@@ -1,12 +1,15 @@
-"""Tests of common/logger.py: progress.csv rows, TensorBoard files, resume truncation."""
+"""Tests of common/logger.py: progress.csv rows, TensorBoard files, resume truncation,
+the smoothed rate and the held-out Q."""
 
 import csv
 import math
 import os
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
-from common.logger import PROGRESS_FIELDS, RunLogger
+from common.logger import PROGRESS_FIELDS, HeldOutQ, RunLogger
 
 
 def read_rows(run_dir):
@@ -76,3 +79,81 @@ def test_a_full_disk_warns_once_and_logging_goes_on(tmp_path, capsys, monkeypatc
     logger.log_game(200, 2, 1.0, 1.0, 0.5, 0.1, 0.1)
     assert capsys.readouterr().err.count("warning: could not write the log") == 1
     logger.close()
+
+
+def test_steps_per_second_is_smoothed_over_about_a_minute(tmp_path, monkeypatch):
+    clock = iter([0.0, 10.0, 20.0, 70.0, 71.0, 140.0])
+    monkeypatch.setattr("common.logger.time.perf_counter", lambda: next(clock))
+    logger = RunLogger(str(tmp_path))  # its start time is 0.0
+    for game, step in enumerate([1000, 3000, 4000, 4100, 11000], start=1):
+        logger.log_game(step, game, 1.0, 1.0, 0.5, 0.1, 0.1)
+    logger.close()
+    rates = [row[7] for row in read_rows(tmp_path)[1:]]
+    # The rate runs from the newest game end that is at least a minute old (or the
+    # oldest one kept) to now. Game 1 has nothing to measure against; game 2 at 20 s:
+    # (3000 - 1000) / 10 s; games 3 and 4 at 70 and 71 s: nothing is a minute older
+    # than the next point yet, so from 10 s; game 5 at 140 s: from 71 s, the newest
+    # point at least a minute old.
+    assert rates[0] == "nan"
+    assert [float(rate) for rate in rates[1:]] == pytest.approx(
+        [200.0, 3000 / 60, 3100 / 61, 6900 / 69], abs=0.1)
+
+
+class FakeMemory:
+    def __init__(self, size):
+        self.size, self.draws = size, 0
+
+    def __len__(self):
+        return self.size
+
+    def sample(self, batch_size, rng=None):
+        assert rng is not None  # never the memory's own generator
+        self.draws += 1
+        observations = rng.integers(0, 255, size=(batch_size, 2, 2, 1), dtype=np.uint8)
+        return type("Batch", (), {"observations": observations})
+
+
+def mean_pixel_q(observations):
+    """A stand-in policy: Q(s, a) = mean pixel of s, plus a for action a."""
+    values = np.mean(observations, axis=(1, 2, 3))[:, None] + np.arange(3)[None, :]
+    return None, tf.constant(values)
+
+
+def test_heldout_q_measures_a_fixed_set_and_resumes_with_it(tmp_path):
+    logger = RunLogger(str(tmp_path))
+    heldout = HeldOutQ(str(tmp_path), logger, size=5, every=100)
+    memory = FakeMemory(size=3)
+    heldout.after_step(100, memory, mean_pixel_q)  # fewer than 5 transitions: not yet
+    memory.size = 50
+    heldout.after_step(150, memory, mean_pixel_q)  # not a multiple of 100
+    for step in (200, 300):
+        heldout.after_step(step, memory, mean_pixel_q)
+    assert memory.draws == 1  # the set is drawn once
+    states = heldout.states.copy()
+    expected = float(np.mean(np.mean(states, axis=(1, 2, 3)) + 2))
+    logger.close()
+    with open(tmp_path / "heldout_q.csv", newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows == [["step", "heldout_q"], ["200", str(round(expected, 5))],
+                    ["300", str(round(expected, 5))]]
+    assert scalar_steps(tmp_path, "charts/heldout_q") == [
+        (200, pytest.approx(expected)), (300, pytest.approx(expected))]
+
+    # A run resumed from step 250 measures the same states and drops the row of step 300.
+    resumed_logger = RunLogger(str(tmp_path), resume_step=250)
+    resumed = HeldOutQ(str(tmp_path), resumed_logger, size=5, every=100, resume_step=250)
+    np.testing.assert_array_equal(resumed.states, states)
+    resumed.after_step(300, FakeMemory(size=50), mean_pixel_q)
+    resumed_logger.close()
+    with open(tmp_path / "heldout_q.csv", newline="") as file:
+        assert [row[0] for row in csv.reader(file)] == ["step", "200", "300"]
+
+
+def test_a_run_saved_before_heldout_states_draws_them_at_resume(tmp_path, capsys):
+    logger = RunLogger(str(tmp_path), resume_step=1000)
+    heldout = HeldOutQ(str(tmp_path), logger, size=4, every=10, resume_step=1000)
+    assert "saved before it had held-out states" in capsys.readouterr().out
+    memory = FakeMemory(size=10)
+    heldout.after_step(1010, memory, mean_pixel_q)
+    logger.close()
+    assert memory.draws == 1 and (tmp_path / "heldout_states.npz").exists()
