@@ -25,35 +25,29 @@ Run it with `python breakout_dqn.py`. It prints a line every few games, writes
 resume from, records a video of every 100th game into `videos/breakout/` and
 stops when the mean score of the last 100 games reaches 40, saving the
 network as `runs/breakout/model.keras`. `python breakout_dqn.py --help` lists
-every setting. Where this script departs from the paper, a comment says
-`Note:`; the README lists all of them.
+every setting. Where this script or `common/` departs from the paper, a comment
+says `Deviation (...)`; the README's implementation details list exactly those.
 """
 
 """
 ## Setup
 """
 
-import collections
-import math
 import os
-import sys
 from dataclasses import dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
 
 import numpy as np
-import tensorflow as tf
 
 from common.atari import make_env
-from common.checkpoint import (CheckpointError, Checkpointer, GracefulStop, load_agent, open_run,
-                               save_model_atomically)
-from common.config import (ConfigError, check_config, check_memory, check_writable, in_notebook,
-                           parse_config)
-from common.dqn import (BackgroundLearner, FusedAdam, make_greedy_policy, make_target_sync,
-                        make_train_step)
-from common.logger import RunLogger
+from common.checkpoint import load_agent
+from common.cli import GracefulStop, command_line, exit_with
+from common.dqn import (BackgroundLearner, FusedAdam, choose_action, make_greedy_policy,
+                        make_target_sync, make_train_step)
 from common.networks import build_q_network
 from common.replay import ReplayMemory
+from common.run import Run
 
 """
 ## Configuration
@@ -64,7 +58,7 @@ decision, which the environment repeats for 4 emulator frames, so 1,000,000
 steps are 4,000,000 frames, a little over 18 hours of play at 60 frames a second.
 
 The defaults follow the Nature paper except where CleanRL's `dqn_atari.py`
-learns faster; those lines say `Note:`. With them we expect Breakout to pass a
+learns faster; those lines say `Deviation`. With them we expect Breakout to pass a
 running reward of 40 within about 1 million steps (CleanRL's own curves pass 40
 near 1.2 million with a slower exploration schedule).
 """
@@ -91,21 +85,29 @@ class Config:
     """transitions per gradient update (paper: 32)."""
     train_every: int = 4
     """agent steps between two gradient updates (paper: 4)."""
+    # Deviation (target-update): the paper copies every 10,000 steps; CleanRL's 1,000
+    # learns Breakout faster.
     target_update_every: int = 1_000
     """agent steps between copies of the online network into the target network
     (paper: 10,000)."""
+    # Deviation (adam): the paper used RMSProp (learning rate 0.00025, momentum 0.95);
+    # CleanRL's Adam at 1e-4 learns faster and is less sensitive to its settings.
     learning_rate: float = 1e-4
     """Adam learning rate (paper: RMSProp at 0.00025)."""
     gamma: float = 0.99
     """discount factor per agent step (paper: 0.99)."""
     eps_start: float = 1.0
-    """exploration rate epsilon until learning starts, where its decay begins
-    (paper: 1.0)."""
+    """exploration rate epsilon when learning starts, where its decay begins; play is
+    uniformly random before (paper: 1.0)."""
+    # Deviation (exploration): the paper falls to 0.1 over 1,000,000 steps (its table says
+    # "frames", but DeepMind's code counts agent steps and starts when learning starts);
+    # ours falls to 0.01 four times faster, so that the agent's own play dominates early.
     eps_end: float = 0.01
     """exploration rate after the decay (paper: 0.1)."""
     eps_decay_steps: int = 250_000
     """agent steps, counted from learning_starts, over which epsilon falls linearly to
     eps_end (paper: 1,000,000)."""
+    # Deviation (gradient-clipping): the paper clips no gradient; Stable-Baselines3 does.
     max_gradient_norm: float = 10.0
     """gradients are rescaled to at most this global norm (the paper has no such
     clipping)."""
@@ -129,17 +131,11 @@ class Config:
     refill it."""
     evaluate: str = ""
     """instead of training, play a saved agent: a .keras file or a run folder."""
+    # Deviation (evaluation-games): the paper scores 30 games; 10 take a third of the time.
     episodes: int = 10
     """games to play with --evaluate (the paper played 30)."""
     eval_epsilon: float = 0.05
     """exploration rate while evaluating (paper: 0.05)."""
-
-# Note: the Nature paper used RMSProp (learning rate 0.00025), a target update
-# every 10,000 steps and an epsilon falling to 0.1 over 1,000,000 steps (its table
-# says "frames", but DeepMind's code counts agent steps and starts the decay when
-# learning starts). We use CleanRL's Adam at 1e-4 with a target update every
-# 1,000 steps, which learns Breakout faster, and let epsilon fall to 0.01 over
-# 250,000 steps, four times faster, so that the agent's own play dominates early.
 
 
 """
@@ -192,8 +188,9 @@ CPU, where `model.predict` would cost about 100.
 
 `BackgroundLearner` runs each update on a worker thread while the agent plays
 the next four steps, since on a CPU an update takes longer than those four
-steps. The updates are the same, in the same order. Note: the agent may then act
-with weights one update old, where the paper acts with the newest. The learner
+steps. The updates are the same, in the same order; the agent may then act with
+weights one update old, where the paper acts with the newest (a deviation, marked
+in `common/dqn.py`). The learner
 lets the running update finish before the target network is synced or a
 checkpoint is taken.
 `--no-overlap-updates` runs every update in turn, as the paper does.
@@ -203,12 +200,14 @@ checkpoint is taken.
 def epsilon_at(step: int, config: Config) -> float:
     """The exploration rate after `step` agent steps.
 
-    It stays at `eps_start` while the memory fills, falls linearly to `eps_end`
-    over the next `eps_decay_steps` steps, then stays there.
+    It is 1 (uniformly random play) while the memory fills, then falls linearly from
+    `eps_start` to `eps_end` over `eps_decay_steps` steps and stays there.
     """
+    if step < config.learning_starts:
+        return 1.0
     if config.eps_decay_steps == 0:
-        return config.eps_end if step >= config.learning_starts else config.eps_start
-    fraction = min(max(step - config.learning_starts, 0) / config.eps_decay_steps, 1.0)
+        return config.eps_end
+    fraction = min((step - config.learning_starts) / config.eps_decay_steps, 1.0)
     return config.eps_start + fraction * (config.eps_end - config.eps_start)
 
 
@@ -223,138 +222,70 @@ lives lost), and the *running reward* is the mean raw score of the last 100 of
 them. Training stops when it reaches `solved_at` over a full window of 100
 games, or after `total_steps`.
 
+The run's bookkeeping (opening or resuming the run folder, checkpoints, logs,
+the final model) is `common/run.py`'s `Run`; every line below is the algorithm.
 `make_env` and `build_q_network` are arguments so that the tests can run this
 very loop on a small game of their own.
 """
 
 
-def train(config: Config, make_env=make_env, build_q_network=build_q_network) -> dict:
-    """Trains a DQN agent as configured; returns a summary of the run."""
-    # Refuse what cannot work before allocating gigabytes: a resume without a
-    # checkpoint, a new run over an old one, a memory larger than the free RAM.
-    checkpoint_dir = os.path.join(config.run_dir, "checkpoints")
-    loop_state = open_run(checkpoint_dir, config.resume, config.env_id)
-    check_memory(ReplayMemory.bytes_needed(config.buffer_size),
-                 ReplayMemory.bytes_needed(1))
+def train(config: Config, make_env=make_env, build_q_network=build_q_network,
+          on_game=None) -> dict:
+    """Trains a DQN agent as configured; returns a summary of the run.
 
-    games_played = loop_state["games"] if loop_state else 0
+    `on_game(row)`, if given, gets each finished game's logged values (a dict).
+    """
+    run = Run(config, on_game)  # refuses a bad resume or an occupied folder before any work
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=config.video_every,
-                   first_game=games_played + 1)
+                   first_game=run.games_played + 1)
     num_actions = int(env.action_space.n)  # Breakout: 4 (NOOP, FIRE, RIGHT, LEFT)
-    observation_shape = env.observation_space.shape
-
+    observation_shape = env.observation_space.shape  # (84, 84, 4): the last 4 frames
     q_network = build_q_network(observation_shape, num_actions)
     target_network = build_q_network(observation_shape, num_actions, name="target_network")
     optimizer = FusedAdam(learning_rate=config.learning_rate)  # Keras' Adam, one fused kernel
     greedy_actions = make_greedy_policy(q_network)
     train_step = make_train_step(q_network, target_network, optimizer, config.gamma,
                                  config.max_gradient_norm)
-    sync_target = make_target_sync(q_network, target_network)
-    learner = BackgroundLearner(train_step, sync_target, overlap=config.overlap_updates)
+    learner = BackgroundLearner(train_step, make_target_sync(q_network, target_network),
+                                overlap=config.overlap_updates)
     memory = ReplayMemory(config.buffer_size, frame_shape=observation_shape[:-1],
                           history_length=observation_shape[-1], seed=config.seed)
-    checkpointer = Checkpointer(checkpoint_dir, q_network, target_network, optimizer)
-    rng = np.random.default_rng(config.seed)  # exploration
-    recent_scores = collections.deque(maxlen=100)  # raw scores of the last 100 games
-    step = 0
-    learn_from_step = config.learning_starts  # the memory holds enough transitions from here
+    # A new run starts with the target network equal to the online one; a resumed run
+    # gets back its networks, optimizer, step and game counts, exploration state and,
+    # if it was saved, its memory. Learning waits until the memory holds
+    # learning_starts transitions of this process's play, unless it was restored.
+    state = run.start_or_restore(q_network, target_network, optimizer, memory, learner)
+    learn_from_step = state.step + (0 if run.memory_restored else config.learning_starts)
 
-    if loop_state is None:
-        learner.sync_target()
-    else:
-        loop_state, replay_state = checkpointer.restore()
-        step = loop_state["step"]
-        rng.bit_generator.state = loop_state["exploration_rng"]
-        recent_scores.extend(loop_state["recent_scores"])
-        if replay_state is not None:
-            saved_size = len(replay_state["frames"])
-            if saved_size != config.buffer_size:
-                raise ConfigError(f"--resume: the saved replay memory holds {saved_size} "
-                                  f"transitions; pass --buffer-size {saved_size} as the run did")
-            memory.load_state_dict(replay_state)
-            memory.end_episode()  # the game in progress was not saved: a new one starts
-        learn_from_step = step if replay_state is not None else step + config.learning_starts
-        print(f"Resumed {config.run_dir} at step {step:,} after {games_played:,} games; "
-              f"replay memory {'restored' if replay_state else 'refills'} "
-              f"({len(memory):,} transitions).", flush=True)
+    observation, _ = env.reset(seed=config.seed + state.games)
+    with GracefulStop() as stop, run, learner, env:
+        while state.step < config.total_steps and not stop.requested:  # Ctrl-C: save, stop
+            # Act epsilon-greedily, play the action, remember the transition.
+            epsilon = epsilon_at(state.step, config)
+            action = choose_action(greedy_actions, observation, epsilon, state.rng, num_actions)
+            next_observation, reward, terminated, truncated, info = env.step(action)
+            memory.add(observation, action, reward, next_observation, terminated, truncated)
+            observation = next_observation
+            if terminated or truncated:  # a life lost, or the game over: next episode
+                observation, _ = env.reset()
+            state.step += 1
 
-    def save_checkpoint() -> str:
-        learner.wait()  # a checkpoint holds whole updates only
-        state = {"env_id": config.env_id, "step": step, "games": games_played,
-                 "recent_scores": list(recent_scores),
-                 "exploration_rng": rng.bit_generator.state}
-        return checkpointer.save(step, state, memory.state_dict() if config.save_replay else None)
+            # Learn from a random batch of past transitions; now and then refresh the target.
+            if state.step % config.train_every == 0 and state.step >= learn_from_step:
+                learner.update(memory.sample(config.batch_size))
+            if state.step % config.target_update_every == 0:
+                learner.sync_target()
 
-    logger = RunLogger(config.run_dir, config.log_every_games,
-                       resume_step=step if loop_state else None)
-    observation, _ = env.reset(seed=config.seed + games_played)
-    stop_reason = "total steps reached"
-    with GracefulStop() as stop:
-        try:
-            while step < config.total_steps:
-                # Act: random while the memory fills (a fresh run only), then epsilon-greedy.
-                epsilon = epsilon_at(step, config)
-                if step < config.learning_starts or rng.random() < epsilon:
-                    action = int(rng.integers(num_actions))
-                else:
-                    actions, _ = greedy_actions(observation[np.newaxis])
-                    action = int(actions.numpy()[0])
-                next_observation, reward, terminated, truncated, info = env.step(action)
-                memory.add(observation, action, reward, next_observation, terminated, truncated)
-                observation = next_observation
-                if terminated or truncated:  # a life lost, or the game over: next episode
-                    observation, _ = env.reset()
-                step += 1
-
-                # Learn from a random batch of past transitions.
-                if step % config.train_every == 0 and step >= learn_from_step:
-                    learner.update(memory.sample(config.batch_size))
-                if step % config.target_update_every == 0:
-                    learner.sync_target()
-
-                # A whole game (all lives) ended: record its raw score.
-                if "episode" in info:
-                    games_played += 1
-                    recent_scores.append(float(info["episode"]["r"]))
-                    running_reward = float(np.mean(recent_scores))
-                    loss, mean_q = learner.pop_statistics()  # means over the game's updates
-                    logger.log_game(step, games_played, recent_scores[-1], running_reward,
-                                    epsilon, loss, mean_q)
-                    if (len(recent_scores) == recent_scores.maxlen
-                            and running_reward >= config.solved_at):
-                        stop_reason = f"solved: running reward {running_reward:.2f}"
-                        break
-
-                if step % config.checkpoint_every == 0:
-                    save_checkpoint()
-                if stop.requested:  # Ctrl-C or SIGTERM: save, then stop
+            # A whole game (all lives) ended: log its raw score, and stop once solved.
+            if "episode" in info:
+                state.record_game(float(info["episode"]["r"]))
+                run.log_game(state, epsilon, learner)
+                if state.solved(config.solved_at):
                     break
-        finally:
-            learner.close()
-            logger.close()
-            env.close()
-
-    checkpoint_path = save_checkpoint()
-    if stop.requested:
-        print(f"Stopped by {stop.signal_name} at step {step:,}; checkpoint saved to "
-              f"{checkpoint_path}.\nResume with: {resume_command()}", flush=True)
-        return {"step": step, "games": games_played, "stopped": True}
-    model_path = os.path.join(config.run_dir, "model.keras")
-    save_model_atomically(q_network, model_path)
-    running_reward = float(np.mean(recent_scores)) if recent_scores else math.nan
-    print(f"Finished ({stop_reason}) after {step:,} steps and {games_played:,} games; "
-          f"running reward {running_reward:.2f}. Model saved to {model_path}.", flush=True)
-    return {"step": step, "games": games_played, "running_reward": running_reward,
-            "model_path": model_path, "stopped": False}
-
-
-def resume_command() -> str:
-    """The command line that continues this run (in a notebook: what to change)."""
-    if in_notebook():
-        return "set resume=True in Config (keep the other settings) and run again"
-    arguments = [argument for argument in sys.argv[1:] if argument != "--resume"]
-    return " ".join(["python", os.path.basename(sys.argv[0]) or "breakout_dqn.py", *arguments,
-                     "--resume"])
+            run.heldout_q.after_step(state.step, memory, greedy_actions)  # the paper's Fig. 2
+            if state.step % config.checkpoint_every == 0:
+                run.save(state, memory, learner)
+    return run.finish(state, stop, q_network, memory, learner)
 
 
 """
@@ -372,25 +303,23 @@ def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network)
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=1,
                    video_label="evaluation",  # keeps these apart from the training videos
                    max_frames_per_game=5 * 60 * 60)  # 5 minutes at 60 frames a second
+    num_actions = int(env.action_space.n)
     q_network = load_agent(config.evaluate, config.env_id, env.observation_space.shape,
-                           int(env.action_space.n), build_q_network)
+                           num_actions, build_q_network)
     greedy_actions = make_greedy_policy(q_network)
     rng = np.random.default_rng(config.seed)
     scores = []
     observation, _ = env.reset(seed=config.seed)
-    while len(scores) < config.episodes:
-        if rng.random() < config.eval_epsilon:
-            action = int(rng.integers(env.action_space.n))
-        else:
-            actions, _ = greedy_actions(observation[np.newaxis])
-            action = int(actions.numpy()[0])
-        observation, _, terminated, truncated, info = env.step(action)
-        if terminated or truncated:
-            observation, _ = env.reset()
-        if "episode" in info:
-            scores.append(float(info["episode"]["r"]))
-            print(f"game {len(scores)}: score {scores[-1]:g}", flush=True)
-    env.close()
+    with env:
+        while len(scores) < config.episodes:
+            action = choose_action(greedy_actions, observation, config.eval_epsilon, rng,
+                                   num_actions)
+            observation, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                observation, _ = env.reset()
+            if "episode" in info:
+                scores.append(float(info["episode"]["r"]))
+                print(f"game {len(scores)}: score {scores[-1]:g}", flush=True)
     print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} "
           f"(standard deviation {np.std(scores):.2f}). Videos in {config.video_dir}.", flush=True)
     return scores
@@ -398,45 +327,8 @@ def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network)
 
 def main(argv=None) -> int:
     """Runs training or evaluation as the command line says; returns the exit status."""
-    config = parse_config(Config, argv, description="Deep Q-Learning for Atari Breakout.")
-    program = os.path.basename(sys.argv[0])
-    checkpoint_dir = os.path.join(config.run_dir, "checkpoints")
-    try:
-        check_config(config)
-        if config.video_every > 0 or config.evaluate:
-            check_writable(config.video_dir, "--video-dir")
-        if config.evaluate:
-            evaluate(config)
-        else:
-            check_writable(config.run_dir, "--run-dir")
-            train(config)
-    except (ConfigError, CheckpointError) as error:
-        print(f"{program}: error: {error}", file=sys.stderr)
-        return 2
-    except FloatingPointError as error:
-        last_good = tf.train.latest_checkpoint(checkpoint_dir)
-        print(f"{program}: training diverged: {error}; the last good "
-              f"checkpoint is {last_good or 'none'}; try a lower --learning-rate and resume",
-              file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C pressed twice, or once while evaluating
-        if config.evaluate:
-            print("\nStopped.", file=sys.stderr)
-            return 130
-        last_good = tf.train.latest_checkpoint(checkpoint_dir)
-        print(f"\nStopped at once; the last complete checkpoint is {last_good or 'none'}.",
-              file=sys.stderr)
-        if last_good:
-            print(f"Resume with: {resume_command()}", file=sys.stderr)
-        return 130
-    except MemoryError:
-        print(f"{program}: error: out of memory; pass a smaller "
-              f"--buffer-size", file=sys.stderr)
-        return 1
-    return 0
+    return command_line(Config, train, evaluate, "Deep Q-Learning for Atari Breakout.", argv)
 
 
 if __name__ == "__main__":
-    exit_status = main()
-    if not in_notebook():  # in a notebook, SystemExit would only show a traceback
-        sys.exit(exit_status)
+    exit_with(main())

@@ -1,8 +1,8 @@
 """DeepMind-style Atari preprocessing for the `*NoFrameskip-v4` games.
 
 The agent in Mnih et al. (2015) never sees the raw 210x160 colour screen at 60 frames
-per second. `make_env` builds the same pipeline as the paper and the reference
-wrappers (DeepMind dqn_zoo, Stable-Baselines3, CleanRL), innermost first:
+per second. `make_env` builds the paper's pipeline, as the reference wrappers
+(DeepMind dqn_zoo, Stable-Baselines3, CleanRL) do, innermost first:
 
 1. The emulator, `gym.make(env_id)`: one step is one frame, no sticky actions.
 2. Optional video: `common.video.GameRecorder` keeps the RGB frames of every N-th
@@ -15,18 +15,23 @@ wrappers (DeepMind dqn_zoo, Stable-Baselines3, CleanRL), innermost first:
    c. max-pooling: pixel-wise max of the last two of those 4 frames, because Atari
       sprites flicker and may be drawn on alternate frames only;
    d. grayscale, then resize to 84x84 with area interpolation.
+   When a game ends (game over or the frame limit) inside the 4 frames, gymnasium
+   stops before reading the screen: the last observation of a game is then not its
+   final screen but pools two frames up to 4 frames older (from the step before, if
+   the game ended on the 1st to 3rd frame). A terminal step does not bootstrap, so
+   only a truncated game's target sees this, once in a 30-minute game.
 5. `EpisodicLife`: losing a life ends the learning episode (`terminated=True`) but
    not the game; the next `reset()` carries on where the game left off.
 6. `FireReset` (only games whose actions include FIRE): press FIRE after every
-   reset, so that Breakout's ball is launched.
+   reset and every lost life, so that Breakout's ball is launched.
 7. Reward clipping to [-1, 1], as the paper does for every game.
 8. Frame stack: the last 4 frames, channels last: observations are `(84, 84, 4)`
    uint8 with the newest frame at `observation[..., -1]`.
 
 gymnasium supplies steps 3, 4, 7 and 8; the two wrappers it lacks are defined here.
 
-Note: the score a student should compare with the paper is `info["episode"]["r"]`,
-never the sum of the clipped rewards the agent learns from.
+The score a student should compare with the paper is `info["episode"]["r"]`, never
+the sum of the clipped rewards the agent learns from.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ class EpisodicLife(gym.Wrapper):
     learns that losing a life is final (its value is 0 from there on) long before it
     could learn that from the end of a five-life game.
 
-    Note: the emulator is not reset when a life is lost. After a life-loss
+    The emulator is not reset when a life is lost. After a life-loss
     `terminated=True`, `reset()` only plays one no-op step and returns its
     observation; the game goes on with one life fewer, and the score, the frame
     counter and the 108,000-frame limit all carry over. Only when the game is really
@@ -130,14 +135,14 @@ class FireReset(gym.Wrapper):
 
     Why: in games such as Breakout nothing happens until FIRE is pressed; an agent
     that explores with random actions would waste many steps, and the frame stack
-    would be full of identical frames. Stable-Baselines3's and CleanRL's wrappers
-    and ALE's own vector environment press FIRE on reset.
+    would be full of identical frames. Placed outside `EpisodicLife`, this also fires
+    after every lost life, which is what launches the next ball in Breakout. The
+    FIRE step is not seen by the agent: its reward (normally 0) is dropped. If that
+    step ends the episode, the environment is reset once more, without firing again.
 
-    Note: Mnih et al. (2015) do not press FIRE for the agent; it learns to launch
-    the ball itself. Placed outside `EpisodicLife`, this also fires after every
-    lost life, which is what launches the next ball in Breakout. The FIRE step is
-    not seen by the agent: its reward (normally 0) is dropped. If that step ends
-    the episode, the environment is reset once more, without firing again.
+    Stable-Baselines3's `FireResetEnv` (which CleanRL uses) presses FIRE and then
+    action 2 (RIGHT in Breakout and Pong); this wrapper presses FIRE only, one agent
+    step of 4 frames, so the agent's first decision comes 4 frames sooner.
     """
 
     def __init__(self, env: gym.Env):
@@ -157,6 +162,8 @@ class FireReset(gym.Wrapper):
             )
         # Index 1 in Breakout and Pong; looked up rather than assumed.
         self.fire_action = action_meanings.index("FIRE")
+        # Deviation (fire-reset): Mnih et al. (2015) press no button for the agent; it
+        # learns to launch the ball itself.
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Resets the inner environment, then presses FIRE.
@@ -191,7 +198,7 @@ def make_env(
     Why: every script builds its environment here, so the preprocessing is written
     and tested once (see the module docstring for the pipeline, step by step).
 
-    Note: an episode ends at every lost life (`terminated=True`), but
+    An episode ends at every lost life (`terminated=True`), but
     `info["episode"]` (from gymnasium's `RecordEpisodeStatistics`) appears only when
     the whole game ends; its `"r"` is the raw game score and its `"l"` counts
     emulator frames, not agent steps. A game is truncated (`truncated=True`) after
@@ -236,6 +243,8 @@ def make_env(
 
     gym.register_envs(ale_py)
     try:
+        # Deviation (time-limit): a training game is cut off (truncated) after 108,000
+        # frames, 30 minutes, as the -v4 ids do; the paper names no limit in training.
         env = gym.make(env_id, max_num_frames_per_episode=max_frames_per_game)
     except gym.error.Error as error:
         message = str(error).replace("\n", " ")

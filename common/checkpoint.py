@@ -19,7 +19,6 @@ import glob
 import json
 import os
 import re
-import signal
 import sys
 import zipfile
 from typing import Any, Callable
@@ -146,6 +145,11 @@ class Checkpointer:
                 os.remove(path)
 
 
+def latest_checkpoint(directory: str) -> str | None:
+    """Path prefix of the newest complete checkpoint in ``directory``, or ``None``."""
+    return tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+
+
 def read_loop_state(directory: str) -> dict[str, Any] | None:
     """Reads the loop record of the newest checkpoint without building any model.
 
@@ -161,7 +165,7 @@ def read_loop_state(directory: str) -> dict[str, Any] | None:
     Raises:
         CheckpointError: if the newest checkpoint cannot be read.
     """
-    latest = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    latest = latest_checkpoint(directory)
     if latest is None:
         return None
     try:
@@ -172,35 +176,6 @@ def read_loop_state(directory: str) -> dict[str, Any] | None:
     except _READ_ERRORS as error:
         raise CheckpointError(f"checkpoint {latest} cannot be read ({_first_line(error)}); "
                               f"it may be damaged") from None
-
-
-def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None:
-    """Decides whether a run starts afresh or resumes, before any work is done.
-
-    Args:
-        directory: the run's checkpoint folder.
-        resume: whether ``--resume`` was given.
-        env_id: the game this run plays.
-
-    Returns:
-        The newest checkpoint's loop state when resuming, ``None`` for a new run.
-
-    Raises:
-        CheckpointError: when resuming a folder with no checkpoint or a run of
-            another game, or when a new run would overwrite an existing one.
-    """
-    loop_state = read_loop_state(directory)
-    run_dir = os.path.dirname(directory.rstrip(os.sep)) or "."
-    if resume and loop_state is None:
-        raise CheckpointError(f"--resume: no checkpoint in {directory}; "
-                              f"run without --resume to start a new run")
-    if not resume and loop_state is not None:
-        raise CheckpointError(f"{run_dir} already holds a run; add --resume to continue it, "
-                              f"or choose another --run-dir")
-    if resume and loop_state.get("env_id") != env_id:
-        raise CheckpointError(f"--resume: {run_dir} holds a run of {loop_state.get('env_id')}, "
-                              f"not {env_id}; choose another --run-dir")
-    return loop_state if resume else None
 
 
 def load_q_network(path: str) -> keras.Model:
@@ -294,45 +269,6 @@ def save_model_atomically(model: keras.Model, path: str) -> None:
             os.remove(temporary)
         raise CheckpointError(f"could not save the model to {path} ({_first_line(error)}); "
                               f"the checkpoints beside it still hold the network") from None
-
-
-class GracefulStop:
-    """Turns Ctrl-C and SIGTERM into a flag the training loop checks once a step.
-
-    Why: a signal that arrives in the middle of a TensorFlow call or a file write
-    must not tear it apart; the loop finishes its step, saves a checkpoint and
-    exits cleanly. A second Ctrl-C stops at once.
-
-    Use it as a context manager around the loop; ``requested`` becomes true when
-    a stop is asked for. Outside the main thread (where Python cannot install
-    signal handlers) it does nothing.
-    """
-
-    def __init__(self):
-        self.requested = False
-        self.signal_name = ""
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "GracefulStop":
-        try:
-            for signal_number in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signal_number] = signal.signal(signal_number, self._handle)
-        except ValueError:  # not the main thread
-            pass
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signal_number, handler in self._previous.items():
-            signal.signal(signal_number, handler)
-        self._previous.clear()
-
-    def _handle(self, signal_number, frame) -> None:
-        if self.requested and signal_number == signal.SIGINT:
-            raise KeyboardInterrupt  # asked twice: stop now
-        self.requested = True
-        self.signal_name = signal.Signals(signal_number).name
-        print(f"\n{self.signal_name} received: saving a checkpoint before stopping "
-              f"(press Ctrl-C again to stop at once)", flush=True)
 
 
 def _step_of(checkpoint_path: str) -> int:

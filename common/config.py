@@ -67,7 +67,7 @@ def in_notebook() -> bool:
     return "ipykernel" in sys.modules
 
 
-def _kernel_arguments() -> bool:
+def kernel_arguments() -> bool:
     """Whether ``sys.argv`` holds a notebook kernel's own arguments, not the user's.
 
     A kernel starts as ``ipykernel_launcher.py -f kernel.json`` (Colab:
@@ -94,7 +94,7 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
         one-line message and status 2.
     """
     if argv is None:
-        argv = [] if _kernel_arguments() else sys.argv[1:]
+        argv = [] if kernel_arguments() else sys.argv[1:]
     docs = field_docstrings(config_class)
     parser = _OneLineParser(description=description)
     hints = {field.name: field.type for field in dataclasses.fields(config_class)}
@@ -168,27 +168,6 @@ def check_config(config: Any) -> None:
     if has("learning_starts") and has("buffer_size") and config.learning_starts > config.buffer_size:
         raise ConfigError(f"--learning-starts ({config.learning_starts}) cannot exceed "
                           f"--buffer-size ({config.buffer_size})")
-
-
-def check_writable(folder: str, flag: str) -> None:
-    """Makes sure ``folder`` exists (creating it) and a file can be written in it.
-
-    Args:
-        folder: the output folder.
-        flag: the command-line flag that names it, for the message.
-
-    Raises:
-        ConfigError: if the folder cannot be created or written to.
-    """
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, ".write-test")
-        with open(probe, "w") as file:
-            file.write("ok")
-        os.remove(probe)
-    except OSError as error:
-        raise ConfigError(f"cannot write to {flag} {folder!r} ({error.strerror or error}); "
-                          f"choose a folder you can write to") from None
 
 
 def check_memory(bytes_needed: int, bytes_per_item: int, flag: str = "--buffer-size",

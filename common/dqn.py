@@ -8,10 +8,12 @@ a hundred (it builds a dataset and a progress bar on every call).
 from __future__ import annotations
 
 import math
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -24,17 +26,21 @@ class FusedAdam(keras.optimizers.Adam):
     update on a CPU. The slots (first and second moments) are Keras' own, so
     checkpoints and everything else about the optimizer stay as they are.
 
-    Note: the maths is Adam's (Kingma and Ba, 2015), exactly as Keras computes it;
-    the tests compare both with a float64 reference. Where Keras' internals are not
-    as expected, or with ``amsgrad=True``, Keras' own update is used.
+    The maths is Adam's (Kingma and Ba, 2015), exactly as Keras computes it; the
+    tests compare both with a float64 reference. Where Keras' internals are not as
+    expected, Keras' own update is used and a warning says so once; with
+    ``amsgrad=True`` too, silently.
     """
+
+    fused = True
+    """Whether the last update went through the fused kernel (False after a fallback)."""
 
     def update_step(self, gradient, variable, learning_rate):
         """Applies one Adam step to ``variable`` (called by ``apply_gradients``)."""
-        if self.amsgrad or not hasattr(self, "_momentums") or not hasattr(variable, "handle"):
+        moments = self.fused_moments(variable)
+        if moments is None:
             return super().update_step(gradient, variable, learning_rate)
-        index = self._get_variable_index(variable)
-        first_moment, second_moment = self._momentums[index], self._velocities[index]
+        first_moment, second_moment = moments
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
@@ -43,6 +49,36 @@ class FusedAdam(keras.optimizers.Adam):
             beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
             lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
             epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+
+    def fused_moments(self, variable) -> tuple | None:
+        """Keras' moment slots of ``variable`` if the fused kernel can update them, else None.
+
+        Why: Keras keeps Adam's moments in private attributes (``_momentums``,
+        ``_velocities``, ``_get_variable_index``); a Keras release that changes them
+        must not give a wrong update. Then Keras' own update is used and a warning
+        says so once (``tests/test_dqn.py`` fails loudly on such a release).
+        """
+        if self.amsgrad:
+            return None  # AMSGrad's third slot has no fused kernel: Keras' own update
+        try:
+            moments = self._keras_moments(variable)
+            for tensor in (variable, *(moment.value for moment in moments)):
+                tensor.handle  # a TensorFlow resource variable, as the kernel needs
+            if any(moment.shape != variable.shape for moment in moments):
+                raise AttributeError("moment slots of another shape")
+            return moments
+        except (AttributeError, IndexError, KeyError, TypeError) as error:
+            if FusedAdam.fused:
+                warnings.warn(f"FusedAdam: this Keras version's Adam internals differ "
+                              f"({error}); using Keras' own Adam update (same maths, slower)",
+                              RuntimeWarning, stacklevel=2)
+            FusedAdam.fused = False
+            return None
+
+    def _keras_moments(self, variable) -> tuple:
+        """Keras 3's first and second moment slots of ``variable`` (private attributes)."""
+        index = self._get_variable_index(variable)
+        return self._momentums[index], self._velocities[index]
 
 
 def make_greedy_policy(q_network: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -65,6 +101,30 @@ def make_greedy_policy(q_network: keras.Model) -> Callable[[tf.Tensor], tf.Tenso
     return greedy_actions
 
 
+def choose_action(greedy_actions: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
+                  observation: np.ndarray, epsilon: float, rng: np.random.Generator,
+                  num_actions: int) -> int:
+    """Chooses an action epsilon-greedily: at random with probability epsilon, else greedily.
+
+    Why: training, evaluation and the notebooks all act this way; with epsilon 1
+    (while the replay memory fills) every action is uniformly random.
+
+    Args:
+        greedy_actions: the policy of ``make_greedy_policy``.
+        observation: one observation, without a batch axis.
+        epsilon: the probability of a random action.
+        rng: the exploration random-number generator.
+        num_actions: the number of actions to choose among.
+
+    Returns:
+        The action's index.
+    """
+    if rng.random() < epsilon:
+        return int(rng.integers(num_actions))
+    actions, _ = greedy_actions(observation[np.newaxis])
+    return int(actions.numpy()[0])  # read from NumPy: slicing the tensor would cost an op
+
+
 def make_train_step(q_network: keras.Model, target_network: keras.Model,
                     optimizer: keras.optimizers.Optimizer, gamma: float,
                     max_gradient_norm: float = 10.0) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
@@ -73,7 +133,7 @@ def make_train_step(q_network: keras.Model, target_network: keras.Model,
     Why: this is the learning rule of Mnih et al. (2015), Algorithm 1, with the
     error clipped as the paper does it (a Huber loss with delta 1).
 
-    Note: ``terminated`` must be the environment's ``terminated`` flag, not
+    ``terminated`` must be the environment's ``terminated`` flag, not
     ``terminated or truncated``: a game cut off by the time limit did not end, so
     its target still bootstraps from the next state. A terminal step's target is
     its reward alone, never a constant such as -1.
@@ -107,7 +167,8 @@ def make_train_step(q_network: keras.Model, target_network: keras.Model,
             chosen_q_values = tf.gather(q_values, actions, axis=1, batch_dims=1)  # Q(s, a)
             loss = huber(targets, chosen_q_values)
         gradients = tape.gradient(loss, q_network.trainable_variables)
-        # Note: Mnih et al. (2015) do not clip gradients; Stable-Baselines3 clips their norm to 10.
+        # Deviation (gradient-clipping): Mnih et al. (2015) clip no gradient; Stable-Baselines3
+        # clips their global norm to 10.
         gradients, _ = tf.clip_by_global_norm(gradients, max_gradient_norm)
         optimizer.apply_gradients(zip(gradients, q_network.trainable_variables))
         return loss, tf.reduce_mean(chosen_q_values)
@@ -149,11 +210,10 @@ class BackgroundLearner:
     the four steps of play between two updates about 6 ms. Doing both at once
     instead of in turn makes the whole loop faster (see the README's benchmark).
 
-    Note: with ``overlap=True`` the agent may act while an update is being
-    applied, so with weights one update old, or with some layers already updated
-    and others not (each variable is read whole: TensorFlow locks it while it is
-    written); Mnih et al. (2015) act with the newest weights. The updates themselves are the same, in
-    the same order, on the same batches. ``sync_target`` and ``wait`` first let
+    With ``overlap=True`` the agent may act while an update is being applied, so
+    with weights one update old, or with some layers already updated and others
+    not (each variable is read whole: TensorFlow locks it while it is written). The
+    updates themselves are the same, in the same order, on the same batches. ``sync_target`` and ``wait`` first let
     the running update finish, so the target network, checkpoints and saved
     models only ever see whole updates. With ``overlap=False`` every update runs
     at once, in the caller's thread.
@@ -168,6 +228,7 @@ class BackgroundLearner:
                  sync_target: Callable[[], None], overlap: bool = True):
         self._train_step = train_step
         self._sync_target = sync_target
+        # Deviation (acting-beside-learning): Mnih et al. (2015) act with the newest weights.
         self._executor = ThreadPoolExecutor(1, "dqn-update") if overlap else None
         self._running: Future | None = None
         self.updates = 0
@@ -204,6 +265,12 @@ class BackgroundLearner:
         if not losses:
             return math.nan, math.nan
         return sum(losses) / len(losses), sum(mean_qs) / len(mean_qs)
+
+    def __enter__(self) -> "BackgroundLearner":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def close(self) -> None:
         """Finishes the running update and stops the worker thread."""

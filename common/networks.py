@@ -14,7 +14,7 @@ def build_q_network(observation_shape: tuple[int, ...], num_actions: int,
     (32 8x8 stride 4, 64 4x4 stride 2, 64 3x3 stride 1), a 512-unit ReLU layer
     and one linear output per action. With 4 actions it has 1,686,180 parameters.
 
-    Note: the input is the raw uint8 frame stack. A standard ``Rescaling`` layer
+    The input is the raw uint8 frame stack. A standard ``Rescaling`` layer
     divides it by 255 inside the model, so the replay memory stays in uint8 (four
     times smaller than float32) and a saved ``.keras`` file loads with Keras'
     safe mode on, which a ``Lambda`` layer would not allow.

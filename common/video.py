@@ -29,7 +29,7 @@ class GameRecorder(gym.Wrapper):
     file name such as ``breakout_game000500_score31.mp4`` makes progress
     visible in a folder listing.
 
-    Note: this wrapper must wrap the raw emulator (frame skip 1). A "game" is
+    This wrapper must wrap the raw emulator (frame skip 1). A "game" is
     everything between two real resets of the emulator, so a lost life does not
     end a recording. A full disk or any other error while writing a video prints
     one warning, drops that recording and lets training go on.

@@ -1,15 +1,14 @@
-"""Tests of common/checkpoint.py: round trips, atomicity, safe model loading, signals."""
+"""Tests of common/checkpoint.py: round trips, atomicity, safe model loading."""
 
 import os
-import signal
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.checkpoint import (CheckpointError, Checkpointer, GracefulStop, load_agent,
-                               load_q_network, read_loop_state, save_model_atomically)
+from common.checkpoint import (CheckpointError, Checkpointer, load_agent, load_q_network,
+                               read_loop_state, save_model_atomically)
 from common.dqn import make_train_step
 
 
@@ -113,14 +112,6 @@ def test_a_lambda_layer_is_refused_by_safe_mode(tmp_path):
     model.save(path)
     with pytest.raises(CheckpointError, match="cannot load model"):
         load_q_network(path)
-
-
-def test_sigterm_sets_the_flag_instead_of_killing():
-    with GracefulStop() as stop:
-        assert not stop.requested
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert stop.requested and stop.signal_name == "SIGTERM"
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 def test_non_finite_weights_are_never_saved(tmp_path):

@@ -6,8 +6,7 @@ import sys
 
 import pytest
 
-from common.config import (ConfigError, check_config, check_memory, check_writable,
-                           field_docstrings, parse_config)
+from common.config import ConfigError, check_config, check_memory, field_docstrings, parse_config
 
 
 @dataclasses.dataclass
@@ -101,15 +100,6 @@ def test_check_config_names_the_flag(changes, message):
 
 def test_check_config_accepts_the_defaults():
     check_config(ExampleConfig())
-
-
-def test_check_writable(tmp_path):
-    check_writable(str(tmp_path / "new" / "folder"), "--run-dir")
-    assert (tmp_path / "new" / "folder").is_dir()
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    with pytest.raises(ConfigError, match="cannot write to --run-dir"):
-        check_writable(str(blocker / "sub"), "--run-dir")
 
 
 def test_check_memory_refuses_what_cannot_fit():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.dqn import (BackgroundLearner, FusedAdam, make_greedy_policy, make_target_sync,
-                        make_train_step)
+from common.dqn import (BackgroundLearner, FusedAdam, choose_action, make_greedy_policy,
+                        make_target_sync, make_train_step)
 
 FRAME_SHAPE = (2, 2, 1)
 NUM_ACTIONS = 3
@@ -332,3 +332,53 @@ def test_fused_adam_follows_the_adam_rule_like_keras(optimizer_class):
     assert np.abs(expected - initial).max() > 1e-3  # the weights did move
     np.testing.assert_allclose(variable.numpy(), expected, atol=1e-6)
     assert int(optimizer.iterations) == 5
+
+
+def test_fused_adam_reaches_the_keras_internals_it_relies_on():
+    """Fails loudly when a Keras release moves Adam's private moment slots."""
+    variable = keras.Variable(np.ones((2, 3), np.float32))
+    optimizer = FusedAdam(learning_rate=1e-3)
+    optimizer.build([variable])
+    moments = optimizer.fused_moments(variable)
+    assert moments is not None, "Keras' Adam internals changed: FusedAdam falls back"
+    assert all(moment.shape == variable.shape for moment in moments)
+    optimizer.apply_gradients([(tf.ones((2, 3)), variable)])
+    assert FusedAdam.fused
+
+
+def test_fused_adam_falls_back_to_keras_with_one_warning(monkeypatch):
+    def renamed(self, variable):  # as if a Keras release renamed the moment slots
+        raise AttributeError("'FusedAdam' object has no attribute '_momentums'")
+
+    monkeypatch.setattr(FusedAdam, "_keras_moments", renamed)
+    monkeypatch.setattr(FusedAdam, "fused", True)
+    variable = keras.Variable(np.ones((2, 3), np.float32))
+    reference_variable = keras.Variable(np.ones((2, 3), np.float32))
+    optimizer, reference = FusedAdam(learning_rate=1e-3), keras.optimizers.Adam(1e-3)
+    gradient = tf.constant(np.arange(6, dtype=np.float32).reshape(2, 3))
+    with pytest.warns(RuntimeWarning, match="Adam internals differ") as warned:
+        for _ in range(3):
+            optimizer.apply_gradients([(gradient, variable)])
+            reference.apply_gradients([(gradient, reference_variable)])
+    assert len(warned) == 1 and not FusedAdam.fused
+    np.testing.assert_allclose(variable.numpy(), reference_variable.numpy())  # never wrong
+
+
+def test_choose_action_is_uniform_at_epsilon_1_and_greedy_at_0():
+    calls = []
+
+    def greedy_actions(observations):
+        calls.append(observations.shape)
+        return tf.constant([2]), None
+
+    rng = np.random.default_rng(0)
+    random_actions = [choose_action(greedy_actions, np.zeros((3,)), 1.0, rng, 4)
+                      for _ in range(4000)]
+    assert not calls  # epsilon 1 never asks the network
+    counts = np.bincount(random_actions, minlength=4)
+    assert counts.min() > 900 and counts.max() < 1100  # about 1,000 each
+    assert [choose_action(greedy_actions, np.zeros((3,)), 0.0, rng, 4) for _ in range(3)] == [2] * 3
+    assert calls == [(1, 3)] * 3  # one observation, given a batch axis
+    mixed = [choose_action(greedy_actions, np.zeros((3,)), 0.25, rng, 4) for _ in range(4000)]
+    # 75% greedy (action 2) plus a quarter of the 25% random ones.
+    assert abs(mixed.count(2) / 4000 - (0.75 + 0.25 / 4)) < 0.03

@@ -18,6 +18,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import breakout_dqn
@@ -44,6 +45,7 @@ def play_games(choose_action, num_games: int, seed: int) -> list[float]:
     return scores
 
 
+@pytest.mark.slow
 def test_training_loop_learns_catch_far_better_than_random(tmp_path):
     keras.utils.set_random_seed(SEED)  # the networks' initial weights
     config = breakout_dqn.Config(
