@@ -303,7 +303,10 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
         if name not in given:
             taken[name] = saved_value
         elif name in OVERRIDABLE_ON_RESUME:
-            changed.append(f"{flag} {value} (was {saved_value})")
+            if isinstance(value, bool):  # --save-replay, --no-overlap-updates
+                changed.append(flag if value else flag.replace("--", "--no-", 1))
+            else:
+                changed.append(f"{flag} {value} (was {saved_value})")
         else:
             raise ConfigError(f"--resume: {flag} cannot change during a run (this one uses "
                               f"{saved_value}); leave it out, or start a new run in another "
