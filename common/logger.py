@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import collections
 import csv
+import itertools
 import math
 import os
+import socket
 import sys
 import time
 from typing import Callable
@@ -20,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from tensorboard.compat.proto import event_pb2, summary_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 PROGRESS_FIELDS = ("step", "game", "score", "running_reward", "epsilon", "loss", "mean_q",
                    "steps_per_second", "elapsed_seconds")
@@ -64,7 +66,7 @@ class RunLogger:
                 csv.writer(file).writerow(PROGRESS_FIELDS)
         self._file = open(self.path, "a", newline="")
         self._csv = csv.writer(self._file)
-        self._events = EventFileWriter(run_dir)
+        self._events: _EventFile | None = _EventFile(run_dir)
         if resume_step is not None:
             self._events.add_event(event_pb2.Event(
                 wall_time=time.time(), step=resume_step + 1,
@@ -99,9 +101,9 @@ class RunLogger:
         try:
             self._csv.writerow(row)
             self._file.flush()
-            self._write_scalars(step, scalars)
         except OSError as error:
             self._warn(error)
+        self._write_scalars(step, scalars)
         if self._on_game is not None:
             self._on_game(dict(zip(PROGRESS_FIELDS, row)))
         if game % self.print_every_games == 0:
@@ -112,17 +114,30 @@ class RunLogger:
 
     def log_scalar(self, tag: str, step: int, value: float) -> None:
         """Adds one TensorBoard point (a failed write warns once, like the CSV)."""
-        try:
-            self._write_scalars(step, {tag: value})
-        except OSError as error:
-            self._warn(error)
+        self._write_scalars(step, {tag: value})
 
     def _write_scalars(self, step: int, scalars: dict[str, float]) -> None:
-        self._events.add_event(event_pb2.Event(
-            wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[
-                summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
-                for tag, value in scalars.items() if math.isfinite(value)])))
-        self._events.flush()
+        """Writes one TensorBoard event; after a failed write, writes no more.
+
+        Any exception counts, not only ``OSError``: an event writer may report a full
+        disk as a TensorFlow error. A failed write may leave half a record, past
+        which TensorBoard reads nothing, so the event file is given up.
+        """
+        if self._events is None:
+            return
+        try:
+            self._events.add_event(event_pb2.Event(
+                wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[
+                    summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
+                    for tag, value in scalars.items() if math.isfinite(value)])))
+            self._events.flush()
+        except Exception as error:  # noqa: BLE001 - logging must never stop training
+            self._warn(error)
+            events, self._events = self._events, None
+            try:
+                events.close()
+            except Exception:  # noqa: BLE001 - already warned about
+                pass
 
     def _steps_per_second(self, now: float, step: int) -> float:
         """Steps per second since the oldest game end of about the last minute."""
@@ -135,20 +150,66 @@ class RunLogger:
             return math.nan
         return (step - step_then) / max(now - then, 1e-9)
 
-    def _warn(self, error: OSError) -> None:
+    def _warn(self, error: BaseException) -> None:
         if not self._warned:
             print(f"warning: could not write the log in {os.path.dirname(self.path)} "
-                  f"({error.strerror or error}); training goes on", file=sys.stderr,
-                  flush=True)
+                  f"({_describe(error)}); training goes on", file=sys.stderr, flush=True)
             self._warned = True
 
     def close(self) -> None:
         """Flushes and closes the CSV file and the TensorBoard writer."""
-        for closer in (self._file.close, self._events.close):
+        closers = [self._file.close] + ([self._events.close] if self._events else [])
+        for closer in closers:
             try:
                 closer()
             except OSError:
                 pass  # already warned about, or nothing left to lose
+
+
+class _EventFile:
+    """A TensorBoard event file, written with plain Python file calls on this thread.
+
+    Why not TensorBoard's ``EventFileWriter``: it writes through TensorFlow's file
+    system, partly on a worker thread, so a full disk raises a TensorFlow error
+    (``tf.errors.ResourceExhaustedError`` with TensorFlow 2.21), not an ``OSError``,
+    and a write that failed on the worker surfaces only at a later call. Here a
+    failed write raises ``OSError`` at once, in the caller.
+    The file has the format and the name TensorBoard looks for
+    (``events.out.tfevents.<time>.<host>.<pid>.<n>``); each record's checksum is
+    computed in Python, about 0.2 ms per game.
+
+    Args:
+        run_dir: the folder the file is created in.
+    """
+
+    _numbers = itertools.count()  # tells apart two files of one process in one second
+
+    def __init__(self, run_dir: str):
+        name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+                f"{os.getpid()}.{next(self._numbers)}")
+        self.path = os.path.join(run_dir, name)
+        self._file = open(self.path, "ab")
+        self._records = RecordWriter(self._file)
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self.flush()
+
+    def add_event(self, event: event_pb2.Event) -> None:
+        """Appends one event (written to the operating system by ``flush``)."""
+        self._records.write(event.SerializeToString())
+
+    def flush(self) -> None:
+        """Hands the buffered events to the operating system."""
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flushes and closes the file."""
+        self._file.close()
+
+
+def _describe(error: BaseException) -> str:
+    """An error in a few words: its ``strerror``, or the first line of its message."""
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return text.splitlines()[0] if text.splitlines() else text
 
 
 def _round(value: float, digits: int = 5) -> float:

@@ -81,6 +81,26 @@ def test_a_full_disk_warns_once_and_logging_goes_on(tmp_path, capsys, monkeypatc
     logger.close()
 
 
+def test_a_tensorboard_error_that_is_not_an_oserror_warns_once_and_logging_goes_on(
+        tmp_path, capsys, monkeypatch):
+    # TensorBoard's own writer reports a full disk as a TensorFlow error (TensorFlow 2.21:
+    # ResourceExhaustedError), which is no OSError.
+    logger = RunLogger(str(tmp_path))
+
+    def disk_full(*arguments):
+        raise tf.errors.ResourceExhaustedError(None, None, "events file; No space left on device")
+
+    monkeypatch.setattr(logger._events, "add_event", disk_full)
+    logger.log_game(100, 1, 1.0, 1.0, 0.5, 0.1, 0.1)
+    logger.log_scalar("charts/heldout_q", 100, 0.5)
+    logger.log_game(200, 2, 1.0, 1.0, 0.5, 0.1, 0.1)
+    logger.close()
+    warnings = capsys.readouterr().err
+    assert warnings.count("warning: could not write the log") == 1, warnings
+    assert "No space left on device" in warnings and "Traceback" not in warnings
+    assert [row[0] for row in read_rows(tmp_path)[1:]] == ["100", "200"]  # the CSV goes on
+
+
 def test_steps_per_second_is_smoothed_over_about_a_minute(tmp_path, monkeypatch):
     clock = iter([0.0, 10.0, 20.0, 70.0, 71.0, 140.0])
     monkeypatch.setattr("common.logger.time.perf_counter", lambda: next(clock))
