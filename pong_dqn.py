@@ -257,7 +257,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     # gets back its networks, optimizer, step and game counts, exploration state and,
     # if it was saved, its memory. Learning waits until the memory holds
     # learning_starts transitions of this process's play, unless it was restored.
-    state = run.start_or_restore(q_network, target_network, optimizer, memory, learner)
+    state = run.start_or_restore(q_network, target_network, optimizer, memory, learner, env)
     learn_from_step = state.step + (0 if run.memory_restored else config.learning_starts)
 
     observation, _ = env.reset(seed=config.seed + state.games)
@@ -285,7 +285,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
                 run.log_game(state, epsilon, learner)
                 if state.solved(config.solved_at):
                     break
-            run.heldout_q.after_step(state.step, memory, greedy_actions)  # the paper's Fig. 2
+            run.after_step(state, epsilon, memory, greedy_actions)  # held-out Q, progress line
             if state.step % config.checkpoint_every == 0:
                 run.save(state, memory, learner)
     return run.finish(state, stop, q_network, memory, learner)

@@ -30,7 +30,8 @@ from common.checkpoint import (CheckpointError, Checkpointer, read_loop_state,
                                save_model_atomically)
 from common.config import ConfigError, check_memory
 from common.dqn import BackgroundLearner
-from common.logger import HeldOutQ, RunLogger
+from common.logger import (PICTURE_EVERY_SECONDS, HeldOutQ, RunLogger, action_names,
+                           start_banner)
 from common.replay import ReplayMemory
 
 RUNNING_REWARD_GAMES = 100
@@ -118,8 +119,11 @@ class Run:
 
     def start_or_restore(self, q_network: keras.Model, target_network: keras.Model,
                          optimizer: keras.optimizers.Optimizer, memory: ReplayMemory,
-                         learner: BackgroundLearner) -> LoopState:
+                         learner: BackgroundLearner, env: Any = None) -> LoopState:
         """Starts a new run, or restores the saved one into these objects.
+
+        It prints the start banner (the game's actions are read from ``env``) and
+        opens the logs.
 
         Returns:
             The loop state to go on from. ``memory_restored`` says whether the
@@ -151,10 +155,18 @@ class Run:
                   f"replay memory {'restored' if self.memory_restored else 'refills'} "
                   f"({len(memory):,} transitions).", flush=True)
         resume_step = state.step if self._saved else None
+        print(start_banner(config, action_names(env), memory.nbytes, resume_step, state.games),
+              flush=True)
+        # As train() computes it: learning waits for learning_starts steps of play,
+        # unless the memory was restored.
+        learn_from_step = state.step + (0 if self.memory_restored else config.learning_starts)
         self.logger = RunLogger(config.run_dir, config.log_every_games, resume_step=resume_step,
-                                on_game=self._on_game)
+                                on_game=self._on_game, total_steps=config.total_steps,
+                                learn_from_step=learn_from_step,
+                                picture_every_seconds=PICTURE_EVERY_SECONDS,
+                                solved_at=config.solved_at, title=config.env_id)
         self.heldout_q = HeldOutQ(config.run_dir, self.logger, seed=config.seed,
-                                  resume_step=resume_step)
+                                  resume_step=resume_step, draw_at_step=learn_from_step)
         return state
 
     def log_game(self, state: LoopState, epsilon: float, learner: BackgroundLearner) -> None:
@@ -162,6 +174,23 @@ class Run:
         loss, mean_q = learner.pop_statistics()
         self.logger.log_game(state.step, state.games, state.recent_scores[-1],
                              state.running_reward, epsilon, loss, mean_q)
+
+    def after_step(self, state: LoopState, epsilon: float, memory: ReplayMemory,
+                   greedy_actions: Callable) -> None:
+        """Called once per agent step: the held-out Q and the progress line.
+
+        Why: the loop shows one line for both. The held-out Q is measured every
+        10,000 steps, a progress line printed at least once a minute; the rest of
+        the calls return at once.
+
+        Args:
+            state: the loop state after this step.
+            epsilon: the exploration rate of this step.
+            memory: the replay memory, from which the held-out states are drawn.
+            greedy_actions: the policy, which also gives the action values.
+        """
+        self.heldout_q.after_step(state.step, memory, greedy_actions)  # the paper's Fig. 2
+        self.logger.after_step(state.step, epsilon)
 
     def save(self, state: LoopState, memory: ReplayMemory, learner: BackgroundLearner) -> str:
         """Writes a checkpoint of the whole run; returns its path.
@@ -172,6 +201,7 @@ class Run:
         """
         learner.wait()  # a checkpoint holds whole updates only
         replay_state = memory.state_dict() if self.config.save_replay else None
+        self.logger.flush_to_disk()  # the rows up to this step survive a power cut too
         return self._checkpointer.save(state.step, {"env_id": self.config.env_id,
                                                     **state.to_dict()}, replay_state)
 
@@ -210,9 +240,12 @@ class Run:
     def __enter__(self) -> "Run":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, *exc_info) -> None:
+        stopped_at_once = exc_type is not None and not issubclass(exc_type, Exception)
+        if self.heldout_q is not None and exc_type is None:
+            self.heldout_q.close()  # a last held-out Q at the last step
         if self.logger is not None:
-            self.logger.close()
+            self.logger.close(draw_picture=not stopped_at_once)  # and a last progress.png
 
 
 def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None:
