@@ -34,7 +34,7 @@ says `Deviation (...)`; the README's implementation details list exactly those.
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
 
@@ -131,6 +131,8 @@ class Config:
     refill it."""
     evaluate: str = ""
     """instead of training, play a saved agent: a .keras file or a run folder."""
+    plot: list[str] = field(default_factory=list)
+    """instead of training, draw the learning curves of these run folders (overlaid) as a PNG."""
     # Deviation (evaluation-games): the paper scores 30 games; 10 take a third of the time.
     episodes: int = 10
     """games to play with --evaluate (the paper played 30)."""

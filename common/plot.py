@@ -13,7 +13,8 @@ reads them and draws up to four panels against agent steps:
 4. ``epsilon``: the exploration rate.
 
 Three callers share it: the training loop redraws ``progress.png`` in its run folder,
-a ``--plot`` command overlays several runs, and a notebook refreshes a live figure.
+a ``--plot`` command (``plot_runs``) draws one run or overlays several, and a notebook
+refreshes a live figure.
 It draws on a ``matplotlib.figure.Figure`` and never imports ``pyplot`` or calls
 ``matplotlib.use``, so the global backend stays as it was and a notebook's inline
 display keeps working; a figure made here is not registered with pyplot, so it is
@@ -34,6 +35,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
+from common.config import ConfigError
+
 PANELS = ("score", "heldout_q", "loss", "epsilon")
 
 # Per panel: title, y-axis label, the sentence shown while no run has a point for it,
@@ -53,11 +56,13 @@ _PLOT_PROGRESS_COLUMNS = ("step", "score", "running_reward", "epsilon", "loss", 
 _PLOT_HELDOUT_COLUMNS = ("step", "heldout_q")
 
 
-class RunFolderError(ValueError):
+class RunFolderError(ConfigError):
     """A folder given as a run folder is missing or holds no readable ``progress.csv``.
 
     Why: a command that is handed a wrong path should print one line saying so,
-    not a traceback; its message names the folder and says what was expected.
+    not a traceback; its message names the folder and says what was expected. It is
+    a ``ConfigError`` (a ``ValueError``), which the scripts' command line reports in
+    one line with exit status 2.
     """
 
 
@@ -187,9 +192,42 @@ def draw_learning_curves(figure: Figure, runs: Sequence[RunCurves],
                                  loc=_PLOT_PANEL_TEXT[panels[0]][3])
 
 
+def plot_runs(run_dirs: Sequence[str | os.PathLike], solved_at: float | None = None) -> str:
+    """Draws the learning curves of one run, or of several overlaid; returns the PNG's path.
+
+    Why: ``--plot`` looks at runs that finished or are still going, to compare seeds
+    or settings. One run's picture goes where training puts it,
+    ``<run dir>/progress.png``; several go to ``comparison.png`` in the current folder.
+    The legend names each run by its folder (by the path as given when two folders
+    share a name).
+
+    Args:
+        run_dirs: one or more run folders.
+        solved_at: the running reward that solves the game, drawn dashed.
+
+    Returns:
+        The path of the PNG written.
+
+    Raises:
+        RunFolderError: a folder is not a run folder.
+        ConfigError: the picture cannot be written (the message says where).
+    """
+    run_dirs = [os.fspath(run_dir) for run_dir in run_dirs]
+    if not run_dirs:
+        raise ConfigError("--plot needs at least one run folder")
+    path = os.path.join(run_dirs[0], "progress.png") if len(run_dirs) == 1 else "comparison.png"
+    names = [os.path.basename(os.path.normpath(os.path.abspath(run_dir))) for run_dir in run_dirs]
+    labels = names if len(set(names)) == len(names) else run_dirs
+    try:
+        return write_progress_png(run_dirs, path, solved_at=solved_at, labels=labels)
+    except OSError as error:
+        raise ConfigError(f"cannot write {path} ({error.strerror or error}); run --plot "
+                          f"from a folder you can write to") from None
+
+
 def write_progress_png(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
                        path: str | os.PathLike, solved_at: float | None = None,
-                       title: str | None = None) -> str:
+                       title: str | None = None, labels: Sequence[str] | None = None) -> str:
     """Draws the four panels of one or more runs and saves them as a PNG, atomically.
 
     Why: the training loop redraws ``progress.png`` every few minutes, and whoever has
@@ -202,6 +240,7 @@ def write_progress_png(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]
         path: where the PNG goes; its folder must exist.
         solved_at: running reward at which the game counts as solved, or ``None``.
         title: a title above the panels, or ``None`` for none.
+        labels: the legend's name of each run; ``None`` uses the folders' names.
 
     Returns:
         ``path``, as a string.
@@ -212,7 +251,8 @@ def write_progress_png(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]
     """
     if isinstance(run_dirs, (str, os.PathLike)):
         run_dirs = [run_dirs]
-    runs = [read_run(run_dir) for run_dir in run_dirs]
+    labels = [None] * len(run_dirs) if labels is None else labels
+    runs = [read_run(run_dir, label) for run_dir, label in zip(run_dirs, labels)]
     figure = Figure(figsize=(12, 8), dpi=100)
     draw_learning_curves(figure, runs, solved_at=solved_at)
     if title:

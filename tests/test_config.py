@@ -106,3 +106,26 @@ def test_check_memory_refuses_what_cannot_fit():
     check_memory(1_000, 10)
     with pytest.raises(ConfigError, match=r"needs .* GB but only .* pass a smaller --buffer-size"):
         check_memory(10**15, 7_064)
+
+
+@dataclasses.dataclass
+class ListConfig:
+    plot: list[str] = dataclasses.field(default_factory=list)
+    """run folders to draw."""
+    seed: int = 1
+    """seed."""
+
+
+def test_a_list_field_takes_one_or_more_values():
+    assert parse_config(ListConfig, []) == ListConfig(plot=[])
+    assert parse_config(ListConfig, ["--plot", "runs/a", "runs/b", "--seed", "2"]) == ListConfig(
+        plot=["runs/a", "runs/b"], seed=2)
+    assert parse_config(ListConfig, []).plot is not parse_config(ListConfig, []).plot
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(ListConfig, ["--plot"])  # a list flag needs at least one value
+    assert exit_info.value.code == 2
+    from common.config import _field_type
+
+    assert _field_type("list[str]") is list and _field_type(list[str]) is list
+    with pytest.raises(TypeError, match="unsupported"):
+        _field_type(list[int])
