@@ -38,6 +38,8 @@ import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+from common.fault_points import pause_point
+
 PROGRESS_FIELDS = ("step", "game", "score", "running_reward", "epsilon", "loss", "mean_q",
                    "steps_per_second", "elapsed_seconds")
 HELDOUT_FIELDS = ("step", "heldout_q")
@@ -291,7 +293,8 @@ class RunLogger:
         self.print_every_games = print_every_games
         self.total_steps, self.learn_from_step = total_steps, learn_from_step
         self._warned = False
-        self._progress = _CsvFile(self.path, PROGRESS_FIELDS, resume_step)
+        self._progress = _CsvFile(self.path, PROGRESS_FIELDS, resume_step,
+                                  pause_name="csv-row")  # a test may kill the process there
         try:
             self._heldout: _CsvFile | None = _CsvFile(self.heldout_path, HELDOUT_FIELDS,
                                                       resume_step)
@@ -619,9 +622,12 @@ class _CsvFile:
         fields: its header.
         resume_step: keep the existing rows up to this step (``None``: start afresh
             with the header alone).
+        pause_name: a ``common.fault_points`` name to pause at while a row is written.
     """
 
-    def __init__(self, path: str, fields: Sequence[str], resume_step: int | None):
+    def __init__(self, path: str, fields: Sequence[str], resume_step: int | None,
+                 pause_name: str | None = None):
+        self._pause_name = pause_name
         if resume_step is not None and os.path.exists(path):
             _truncate_after(path, resume_step, tuple(fields))
         else:
@@ -633,6 +639,8 @@ class _CsvFile:
     def write(self, row: list) -> None:
         """Appends a row and hands it to the operating system."""
         self._csv.writerow(row)
+        if self._pause_name:
+            pause_point(self._pause_name)
         self._file.flush()
 
     def sync(self) -> None:
