@@ -55,7 +55,7 @@ PICTURE_EVERY_SECONDS = 300.0
 
 def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: int,
                  resumed_step: int | None = None, games: int = 0,
-                 device: str | None = None) -> str:
+                 memory_restored: bool = False, device: str | None = None) -> str:
     """The lines printed when training starts: what runs, where, for how long.
 
     Why: a long run's log should say at its top what produced it, and a wrong
@@ -69,6 +69,8 @@ def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: 
         replay_bytes: the replay memory's size in bytes.
         resumed_step: the checkpoint's step for a resumed run, ``None`` for a new one.
         games: the games the resumed run had finished.
+        memory_restored: whether the resumed run got its replay memory back, so that
+            learning goes on at once instead of after a refill.
         device: the device's description; ``None`` asks TensorFlow (``describe_device``).
 
     Returns:
@@ -80,6 +82,11 @@ def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: 
         run = "a new run"
     else:
         run = f"resumed from the checkpoint of step {resumed_step:,} ({games:,} games)"
+    if memory_restored:
+        filling = "restored from the checkpoint, so learning goes on at once"
+    else:
+        filling = (f"learning {'restarts' if resumed_step is not None else 'starts'} after "
+                   f"{config.learning_starts:,} steps of play that fill it")
     videos = (f"{config.video_dir} ({_every_nth(config.video_every)} game)"
               if config.video_every > 0 else "none (--video-every 0)")
     return "\n".join([
@@ -88,7 +95,7 @@ def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: 
         f"  steps          at most {config.total_steps:,} agent steps; stops earlier once "
         f"the mean score of 100 games reaches {config.solved_at:g}",
         f"  replay memory  {config.buffer_size:,} transitions, {replay_bytes / 1e9:.2f} GB; "
-        f"learning starts after {config.learning_starts:,} steps of play that fill it",
+        f"{filling}",
         f"  run folder     {config.run_dir}: {run}",
         f"  videos         {videos}",
     ])
@@ -157,7 +164,7 @@ def progress_line(step: int, total_steps: int | None, games: int, score: float,
 
     Returns:
         The line, without a newline, e.g. ``step 41,200 of 10,000,000 (0.4%) | ...
-        | 41.2 steps/s | 0:16:40 elapsed | at most 2 days, 19:17:12 left``.
+        | 41.2 steps/s | 1:02:03 elapsed | at most 2 days, 19:08:38 left``.
     """
     where = f"step {step:>10,}"
     if total_steps:

@@ -175,8 +175,8 @@ class Run:
                   f"replay memory {'restored' if self.memory_restored else 'refills'} "
                   f"({len(memory):,} transitions).", flush=True)
         resume_step = state.step if self._saved else None
-        print(start_banner(config, action_names(env), memory.nbytes, resume_step, state.games),
-              flush=True)
+        print(start_banner(config, action_names(env), memory.nbytes, resume_step, state.games,
+                           self.memory_restored), flush=True)
         # As train() computes it: learning waits for learning_starts steps of play,
         # unless the memory was restored.
         learn_from_step = state.step + (0 if self.memory_restored else config.learning_starts)

@@ -234,6 +234,10 @@ def test_the_start_banner_says_what_runs_where():
     assert resumed.splitlines()[0] == "Training BreakoutNoFrameskip-v4"
     assert "resumed from the checkpoint of step 150,000 (812 games)" in resumed
     assert "none (--video-every 0)" in resumed
+    assert "learning restarts after 50,000 steps of play that fill it" in resumed
+    restored = start_banner(BANNER_CONFIG, None, 10**6, resumed_step=150_000,
+                            memory_restored=True, device="GPU: X")
+    assert "restored from the checkpoint, so learning goes on at once" in restored
 
 
 def test_action_names_and_the_device_in_words():
