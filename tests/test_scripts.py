@@ -265,7 +265,7 @@ def test_the_two_scripts_share_their_algorithm_line_for_line():
     for name in ("epsilon_at", "train", "evaluate"):
         assert code(getattr(breakout_dqn, name)) == code(getattr(pong_dqn, name)), name
     differing = {field.name for field in dataclasses.fields(breakout_dqn.Config)
-                 if getattr(breakout_dqn.Config, field.name) != getattr(pong_dqn.Config, field.name)}
+                 if getattr(breakout_dqn.Config(), field.name) != getattr(pong_dqn.Config(), field.name)}
     assert differing == {"env_id", "solved_at", "video_dir", "run_dir"}
 
 
