@@ -406,3 +406,25 @@ def test_check_names_every_stale_file_and_writes_nothing(tmp_path):
     result = run_generator(root)
     assert result.returncode == 0 and result.stdout.count("wrote ") == 4
     assert run_generator(root, "--check").returncode == 0
+
+
+@pytest.mark.parametrize("name", GAMES)
+def test_the_standalone_file_has_the_scripts_flags_and_defaults(name, capsys):
+    spec = importlib.util.spec_from_file_location(f"standalone_{name}",
+                                                  ROOT / "standalone" / f"{name}.py")
+    standalone = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = standalone
+    try:
+        spec.loader.exec_module(standalone)  # defines everything; its main block does not run
+        assert dataclasses.asdict(standalone.Config()) == dataclasses.asdict(GAMES[name].Config())
+        helps = []
+        for module in (GAMES[name], standalone):
+            with pytest.raises(SystemExit):
+                module.main(["--help"])
+            helps.append(capsys.readouterr().out)
+        assert helps[0] == helps[1] and "--total-steps" in helps[0]
+        for function in ("train", "evaluate"):
+            assert (inspect.signature(getattr(standalone, function)).parameters.keys()
+                    == inspect.signature(getattr(GAMES[name], function)).parameters.keys())
+    finally:
+        del sys.modules[spec.name]
