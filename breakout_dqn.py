@@ -42,7 +42,7 @@ import numpy as np
 
 from common.atari import make_env
 from common.checkpoint import load_agent
-from common.cli import GracefulStop, command_line, exit_with
+from common.cli import GracefulStop, Interrupted, command_line, exit_with
 from common.dqn import (BackgroundLearner, FusedAdam, choose_action, make_greedy_policy,
                         make_target_sync, make_train_step)
 from common.networks import build_q_network
@@ -127,8 +127,9 @@ class Config:
     resume: bool = False
     """continue the run saved in --run-dir from its latest checkpoint."""
     save_replay: bool = False
-    """also save the replay memory in each checkpoint (up to 7 GB), so a resume need not
-    refill it."""
+    """also save the replay memory with each checkpoint, so a resume need not refill it:
+    7.1 GB each at 1,000,000 transitions, and up to 4 on disk at once (28 GB: the 3 kept
+    and the one being written); free disk space is checked before each."""
     evaluate: str = ""
     """instead of training, play a saved agent: a .keras file or a run folder."""
     # Deviation (evaluation-games): the paper scores 30 games; 10 take a third of the time.
@@ -236,6 +237,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     `on_game(row)`, if given, gets each finished game's logged values (a dict).
     """
     run = Run(config, on_game)  # refuses a bad resume or an occupied folder before any work
+    config = run.config  # on --resume: the run's saved settings, with the changes allowed
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=config.video_every,
                    first_game=run.games_played + 1)
     num_actions = int(env.action_space.n)  # Breakout: 4 (NOOP, FIRE, RIGHT, LEFT)
@@ -267,7 +269,8 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
             memory.add(observation, action, reward, next_observation, terminated, truncated)
             observation = next_observation
             if terminated or truncated:  # a life lost, or the game over: next episode
-                observation, _ = env.reset()
+                observation, reset_info = env.reset()
+                info = {**reset_info, **info}  # a game may end in reset's no-op or FIRE
             state.step += 1
 
             # Learn from a random batch of past transitions; now and then refresh the target.
@@ -310,18 +313,21 @@ def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network)
     rng = np.random.default_rng(config.seed)
     scores = []
     observation, _ = env.reset(seed=config.seed)
-    with env:
-        while len(scores) < config.episodes:
+    with GracefulStop() as stop, env:  # a stop drops the unfinished game and its video
+        while len(scores) < config.episodes and not stop.requested:
             action = choose_action(greedy_actions, observation, config.eval_epsilon, rng,
                                    num_actions)
             observation, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
-                observation, _ = env.reset()
+                observation, reset_info = env.reset()
+                info = {**reset_info, **info}  # a game may end in reset's no-op or FIRE
             if "episode" in info:
                 scores.append(float(info["episode"]["r"]))
                 print(f"game {len(scores)}: score {scores[-1]:g}", flush=True)
     print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} "
           f"(standard deviation {np.std(scores):.2f}). Videos in {config.video_dir}.", flush=True)
+    if stop.requested:
+        raise Interrupted(stop.signal_name, f"after {len(scores)} of {config.episodes} games")
     return scores
 
 

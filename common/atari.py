@@ -123,8 +123,8 @@ class EpisodicLife(gym.Wrapper):
         else:
             # Action 0 is NOOP in every Atari minimal action set.
             observation, _, terminated, truncated, info = self.env.step(0)
-            if terminated or truncated:
-                observation, info = self.env.reset()
+            if terminated or truncated:  # the game ended in that step (its frame limit)
+                observation, info = _restart_keeping_score(self.env, info)
         self.was_real_game_over = False
         self.lives = self.env.unwrapped.ale.lives()
         return observation, info
@@ -178,9 +178,21 @@ class FireReset(gym.Wrapper):
         """
         _, reset_info = self.env.reset(seed=seed, options=options)
         observation, _, terminated, truncated, step_info = self.env.step(self.fire_action)
-        if terminated or truncated:
-            return self.env.reset()
+        if terminated or truncated:  # the game ended in the FIRE step (its frame limit)
+            return _restart_keeping_score(self.env, {**reset_info, **step_info})
         return observation, {**reset_info, **step_info}
+
+
+def _restart_keeping_score(env: gym.Env, info: dict[str, Any]):
+    """Resets ``env`` after a game ended inside a wrapper's own ``reset()``.
+
+    The ended game's raw score (``info["episode"]``) goes into the new game's reset
+    ``info``, so that the training loop and the evaluation count that game too.
+    """
+    observation, reset_info = env.reset()
+    if "episode" in info:
+        reset_info = {**reset_info, "episode": info["episode"]}
+    return observation, reset_info
 
 
 def make_env(

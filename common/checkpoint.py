@@ -1,16 +1,25 @@
-"""Checkpoints that let a long run survive interruptions, and clean stops.
+"""Checkpoints that let a long run survive interruptions, crashes and damaged files.
 
 A checkpoint holds the online and target networks, the optimizer's state and a
 JSON record of the training loop (step and game counters, the running-reward
-window, the exploration random-number state, the game's id). The emulator's
-state is not saved: a resumed run starts a new game, and the steps of the game
-that was in progress are played again. All of it goes into one
-``tf.train.Checkpoint``, written by a ``tf.train.CheckpointManager``: the data
-files are written first and the small index file that names the latest
-checkpoint is replaced atomically last, so a process killed mid-write leaves the
-previous checkpoint as the latest valid one. The replay memory, when asked for,
-is saved beside it as a NumPy ``.npz`` file (no pickle) before the index moves.
-Nothing here executes code from a file it reads.
+window, the exploration random-number state, the game's id, the run's settings).
+The emulator's state is not saved: a resumed run starts a new game, and the steps
+of the game that was in progress are played again.
+
+A save goes in this order, each file flushed to the disk (fsync) before the next:
+
+1. the replay memory, when asked for, as ``replay-<step>.npz`` (NumPy, no pickle),
+   written to a temporary name and renamed;
+2. the checkpoint's own files, ``ckpt-<step>.index`` and ``ckpt-<step>.data-*``,
+   written by ``tf.train.Checkpoint.write``;
+3. the small text file ``checkpoint`` that names the latest checkpoint and the
+   kept ones, replaced atomically. Only now does the new checkpoint count.
+
+So a process killed, or a machine losing power, at any moment leaves the previous
+checkpoint as the latest complete one. A checkpoint damaged on disk anyway (a
+truncated file, an index file full of zeros) is skipped on resume, with one line
+saying so, in favour of the newest readable one that is kept. The last three
+checkpoints are kept. Nothing here executes code from a file it reads.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import sys
 import zipfile
 from typing import Any, Callable
@@ -27,6 +37,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.fault_points import pause_point
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable or of another run; the message says what to do."""
@@ -34,7 +46,10 @@ class CheckpointError(RuntimeError):
 
 # What TensorFlow raises for a damaged or foreign checkpoint, depending on where it breaks.
 _READ_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError,
-                RuntimeError, StopIteration)
+                RuntimeError, StopIteration, UnicodeDecodeError, OSError)
+# What reading a damaged .npz raises (zipfile.BadZipFile for a cut-off archive).
+_REPLAY_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+_INDEX_FILE = "checkpoint"
 
 
 class Checkpointer:
@@ -51,21 +66,23 @@ class Checkpointer:
     def __init__(self, directory: str, q_network: keras.Model, target_network: keras.Model,
                  optimizer: keras.optimizers.Optimizer, max_to_keep: int = 3):
         self.directory = directory
+        self.max_to_keep = max_to_keep
         self._loop_state = tf.Variable("{}", dtype=tf.string, trainable=False)
         self._checkpoint = tf.train.Checkpoint(q_network=q_network, target_network=target_network,
                                                optimizer=optimizer, loop_state=self._loop_state)
-        self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep)
+        self._checkpoint.save_counter  # created now, so that every write saves it too
         self._optimizer = optimizer
         self._q_network = q_network
+        self._saved_step: int | None = None  # the step this object last saved
 
     @property
     def latest(self) -> str | None:
         """Path prefix of the newest complete checkpoint, or ``None``."""
-        return self._manager.latest_checkpoint
+        return latest_checkpoint(self.directory)
 
     def save(self, step: int, loop_state: dict[str, Any],
              replay_state: dict[str, np.ndarray] | None = None) -> str:
-        """Writes a checkpoint numbered ``step``.
+        """Writes a checkpoint numbered ``step`` (see the module docstring for the order).
 
         Args:
             step: agent steps taken so far; it numbers the checkpoint.
@@ -78,80 +95,149 @@ class Checkpointer:
         Raises:
             FloatingPointError: if a weight of the online network is NaN or
                 infinite; such a checkpoint would replace a good one.
+            CheckpointError: if the disk refuses the write; the previous
+                checkpoint stays the latest.
         """
-        if self.latest is not None and _step_of(self.latest) == step:
-            return self.latest  # already saved at this step; rewriting it would not be atomic
+        prefix = os.path.join(self.directory, f"ckpt-{step}")
+        if self._saved_step == step:
+            return prefix  # this object saved this very step already
         if not all(np.isfinite(weights).all() for weights in self._q_network.get_weights()):
             raise FloatingPointError(f"the network's weights are no longer finite at step "
                                      f"{step:,}, so no checkpoint was saved")
+        # Adam's moment slots only exist after the first update; a checkpoint saved
+        # while the memory fills must hold them too, or it could not be restored.
+        self._optimizer.build(self._q_network.trainable_variables)
         try:
             os.makedirs(self.directory, exist_ok=True)
             if replay_state is not None:
-                replay_path = self._replay_path(step)
-                temporary = replay_path + ".tmp.npz"  # np.savez keeps a name ending in .npz
-                np.savez(temporary, **replay_state)
-                os.replace(temporary, replay_path)
+                self._save_replay(step, replay_state)
             self._loop_state.assign(json.dumps(loop_state))
-            path = self._manager.save(checkpoint_number=step)
-            self._remove_stale_replays()
+            self._checkpoint.write(prefix)
+            for path in glob.glob(prefix + ".*"):
+                _fsync(path)
+            pause_point("checkpoint-written")  # a test may kill the process here
+            kept = sorted({*self._kept_steps(), step})[-self.max_to_keep:]
+            _write_index(self.directory, step, kept)
+            self._saved_step = step
         except (OSError, tf.errors.OpError) as error:
             raise CheckpointError(
                 f"could not write the checkpoint of step {step:,} to {self.directory} "
                 f"({_first_line(error)}); the last complete one is {self.latest or 'none'}; "
                 f"free some disk space, then resume with --resume") from None
-        return path
+        self._remove_unkept(kept)
+        return prefix
 
     def restore(self) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
-        """Loads the newest checkpoint into the networks and the optimizer.
+        """Loads the newest readable checkpoint into the networks and the optimizer.
+
+        A damaged newer checkpoint is skipped, with a line on stderr.
 
         Returns:
-            ``(loop_state, replay_state)``; ``replay_state`` is ``None`` when the
-            checkpoint was saved without the replay memory.
+            ``(loop_state, replay_archive)``: the replay memory's saved state as an
+            open ``np.load`` archive (read it with ``ReplayMemory.load_state_dict``,
+            then close it), or ``None`` when it was not saved or cannot be read.
 
         Raises:
-            CheckpointError: if there is no checkpoint or it cannot be read.
+            CheckpointError: if there is no checkpoint or none can be read.
         """
-        latest = self.latest
-        if latest is None:
-            raise CheckpointError(f"no checkpoint in {self.directory}; start a new run "
-                                  f"without --resume, or point --run-dir at the run to resume")
-        # Adam's moment slots exist only once the optimizer is built; restoring needs them.
+        candidates = checkpoint_candidates(self.directory)
+        if not candidates:
+            raise CheckpointError(f"no checkpoint in {self.directory}; point --run-dir at "
+                                  f"the run to resume, or start a new run in another --run-dir")
         self._optimizer.build(self._q_network.trainable_variables)
-        try:
-            self._checkpoint.restore(latest).assert_existing_objects_matched()
-            loop_state = json.loads(self._loop_state.numpy().decode())
-        except _READ_ERRORS as error:
-            raise CheckpointError(f"checkpoint {latest} cannot be read ({_first_line(error)}); "
-                                  f"it may be from another version or damaged") from None
-        replay_path = self._replay_path(_step_of(latest))
-        replay_state = None
-        if os.path.exists(replay_path):
+        failures = []
+        for prefix in candidates:
             try:
-                with np.load(replay_path, allow_pickle=False) as archive:
-                    replay_state = {key: archive[key] for key in archive.files}
-            except (OSError, ValueError) as error:
-                print(f"warning: saved replay memory {replay_path} cannot be read "
-                      f"({_first_line(error)}); it will be refilled.", file=sys.stderr)
-        return loop_state, replay_state
+                self._checkpoint.restore(prefix).assert_existing_objects_matched()
+                loop_state = json.loads(self._loop_state.numpy().decode())
+                break
+            except _READ_ERRORS as error:
+                failures.append(f"{os.path.basename(prefix)} ({_first_line(error)})")
+        else:
+            raise CheckpointError(f"no checkpoint in {self.directory} can be read: "
+                                  f"{'; '.join(failures)}; they may be damaged or of another "
+                                  f"version") from None
+        if failures:
+            print(f"warning: skipped damaged checkpoint {'; '.join(failures)}; resuming from "
+                  f"the newest readable one, {os.path.basename(prefix)}", file=sys.stderr,
+                  flush=True)
+        return loop_state, self._open_replay(_step_of(prefix), loop_state)
+
+    def _save_replay(self, step: int, replay_state: dict[str, np.ndarray]) -> None:
+        path = self._replay_path(step)
+        temporary = path + ".tmp.npz"  # np.savez keeps a name ending in .npz
+        needed = sum(np.asarray(array).nbytes for array in replay_state.values())
+        free = shutil.disk_usage(self.directory).free
+        if needed > free:
+            raise OSError(28, f"the replay memory needs {needed / 1e9:.1f} GB but only "
+                              f"{free / 1e9:.1f} GB of disk is free")
+        try:
+            np.savez(temporary, **replay_state)
+            pause_point("replay-written")  # a test may kill the process here
+            _fsync(temporary)
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            raise
+
+    def _open_replay(self, step: int, loop_state: dict[str, Any]):
+        path = self._replay_path(step)
+        if not os.path.exists(path):
+            if loop_state.get("replay_saved"):
+                print(f"warning: the replay memory saved with checkpoint {step} is missing "
+                      f"({path}); it refills.", file=sys.stderr, flush=True)
+            return None
+        try:
+            archive = np.load(path, allow_pickle=False)
+            archive.files  # reads the archive's table of contents
+            return archive
+        except _REPLAY_READ_ERRORS as error:
+            print(f"warning: the saved replay memory {path} cannot be read "
+                  f"({_first_line(error)}); it refills.", file=sys.stderr, flush=True)
+            return None
 
     def _replay_path(self, step: int) -> str:
         return os.path.join(self.directory, f"replay-{step}.npz")
 
-    def _remove_stale_replays(self) -> None:
-        kept = {_step_of(path) for path in self._manager.checkpoints}
-        for path in glob.glob(os.path.join(self.directory, "replay-*.npz*")):
-            match = re.fullmatch(r"replay-(\d+)\.npz", os.path.basename(path))
-            if match is None or int(match.group(1)) not in kept:
-                os.remove(path)
+    def _kept_steps(self) -> list[int]:
+        return [_step_of(prefix) for prefix in _indexed_checkpoints(self.directory)]
+
+    def _remove_unkept(self, kept: list[int]) -> None:
+        """Removes checkpoints and replays of steps not kept, and leftovers of failed saves."""
+        for path in glob.glob(os.path.join(self.directory, "*")):
+            match = re.fullmatch(r"(?:ckpt|replay)-(\d+)(\..*)?", os.path.basename(path))
+            partial = path.endswith(".tmp.npz") or "_temp" in os.path.basename(path)
+            if (match and int(match.group(1)) not in kept) or partial:
+                try:
+                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+                except OSError:
+                    pass  # a leftover that cannot go is harmless
+
+
+def checkpoint_candidates(directory: str) -> list[str]:
+    """Path prefixes of the checkpoints to try on resume, newest first.
+
+    The index file names the complete ones. Where it is missing or damaged, every
+    ``ckpt-<step>.index`` in the folder is a candidate, to be tried in turn.
+    """
+    indexed = _indexed_checkpoints(directory)
+    if indexed:
+        return indexed[::-1]
+    found = glob.glob(os.path.join(glob.escape(directory), "ckpt-*.index"))
+    return sorted((path[:-len(".index")] for path in found), key=_step_of, reverse=True)
 
 
 def latest_checkpoint(directory: str) -> str | None:
-    """Path prefix of the newest complete checkpoint in ``directory``, or ``None``."""
-    return tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    """Path prefix of the newest checkpoint that can be read in ``directory``, or ``None``."""
+    for prefix in checkpoint_candidates(directory):
+        if _read_loop_state_of(prefix) is not None:
+            return prefix
+    return None
 
 
 def read_loop_state(directory: str) -> dict[str, Any] | None:
-    """Reads the loop record of the newest checkpoint without building any model.
+    """Reads the loop record of the newest readable checkpoint without building any model.
 
     Why: a resume must be refused (another game, a missing checkpoint) before the
     run allocates gigabytes of replay memory or builds networks.
@@ -160,22 +246,74 @@ def read_loop_state(directory: str) -> dict[str, Any] | None:
         directory: the checkpoint folder.
 
     Returns:
-        The loop state, or ``None`` if there is no checkpoint.
+        The loop state, or ``None`` if there is no checkpoint at all.
 
     Raises:
-        CheckpointError: if the newest checkpoint cannot be read.
+        CheckpointError: if checkpoints exist but none can be read.
     """
-    latest = latest_checkpoint(directory)
-    if latest is None:
-        return None
+    candidates = checkpoint_candidates(directory)
+    for prefix in candidates:
+        loop_state = _read_loop_state_of(prefix)
+        if loop_state is not None:
+            return loop_state
+    if candidates:
+        raise CheckpointError(f"no checkpoint in {directory} can be read (tried "
+                              f"{', '.join(os.path.basename(p) for p in candidates)}); they "
+                              f"may be damaged; the run's other files are untouched")
+    return None
+
+
+def _read_loop_state_of(prefix: str) -> dict[str, Any] | None:
     try:
-        reader = tf.train.load_checkpoint(latest)
+        reader = tf.train.load_checkpoint(prefix)
         key = next(name for name in reader.get_variable_to_shape_map()
                    if name.startswith("loop_state/"))
         return json.loads(reader.get_tensor(key).decode())
-    except _READ_ERRORS as error:
-        raise CheckpointError(f"checkpoint {latest} cannot be read ({_first_line(error)}); "
-                              f"it may be damaged") from None
+    except _READ_ERRORS:
+        return None
+
+
+def _indexed_checkpoints(directory: str) -> list[str]:
+    """The kept checkpoints the index file names, oldest first ([] if it is unreadable)."""
+    try:
+        with open(os.path.join(directory, _INDEX_FILE), encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError):
+        return []
+    names = re.findall(r'^all_model_checkpoint_paths: "(ckpt-\d+)"$', text, re.MULTILINE)
+    latest = re.findall(r'^model_checkpoint_path: "(ckpt-\d+)"$', text, re.MULTILINE)
+    if not latest or latest[0] not in names:
+        return []
+    prefixes = [os.path.join(directory, name) for name in names]
+    return [prefix for prefix in prefixes if os.path.exists(prefix + ".index")]
+
+
+def _write_index(directory: str, latest_step: int, kept_steps: list[int]) -> None:
+    """Replaces the index file atomically, in TensorFlow's own format."""
+    lines = [f'model_checkpoint_path: "ckpt-{latest_step}"']
+    lines += [f'all_model_checkpoint_paths: "ckpt-{step}"' for step in sorted(kept_steps)]
+    path = os.path.join(directory, _INDEX_FILE)
+    temporary = path + ".tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as file:
+            file.write("\n".join(lines) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        _fsync(directory)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def _fsync(path: str) -> None:
+    """Flushes a file, or a folder's list of names, to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def load_q_network(path: str) -> keras.Model:
@@ -236,7 +374,7 @@ def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_a
             raise CheckpointError(f"{path} holds a run of {loop_state.get('env_id')}, "
                                   f"not {env_id}; pass --env-id {loop_state.get('env_id')}")
         q_network = build_q_network(observation_shape, num_actions)
-        latest = tf.train.latest_checkpoint(checkpoint_dir)
+        latest = latest_checkpoint(checkpoint_dir)
         try:  # only the online network is needed; the rest of the checkpoint is skipped
             tf.train.Checkpoint(q_network=q_network).restore(latest).expect_partial()
         except _READ_ERRORS as error:
@@ -255,15 +393,20 @@ def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_a
 
 
 def save_model_atomically(model: keras.Model, path: str) -> None:
-    """Saves ``model`` to ``path`` through a temporary file, so a crash leaves no half file.
+    """Saves ``model`` to ``path`` through a temporary file, flushed to the disk first.
+
+    So a crash or a power cut leaves either the old file or the whole new one.
 
     Raises:
         CheckpointError: if the file cannot be written (a full disk, say).
     """
-    temporary = os.path.join(os.path.dirname(path) or ".", ".partial-" + os.path.basename(path))
+    folder = os.path.dirname(path) or "."
+    temporary = os.path.join(folder, ".partial-" + os.path.basename(path))
     try:
         model.save(temporary)
+        _fsync(temporary)
         os.replace(temporary, path)
+        _fsync(folder)
     except OSError as error:
         if os.path.exists(temporary):
             os.remove(temporary)

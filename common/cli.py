@@ -7,7 +7,8 @@ cause or meet into one line on stderr and an exit status:
 - 0: finished, or stopped by Ctrl-C or SIGTERM after saving a checkpoint;
 - 1: training diverged (a NaN or infinite loss) or ran out of memory;
 - 2: a setting, folder or file that cannot work (the line says what to change);
-- 130: stopped at once by a second Ctrl-C.
+- 130: stopped at once by a second Ctrl-C, or an evaluation stopped by Ctrl-C
+  (143 by SIGTERM) after printing the scores of the games it finished.
 
 The advice on how to resume fits where the script runs: a shell command in a
 terminal, a ``%run`` line after ``%run``, and the setting to change in a notebook.
@@ -74,6 +75,9 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
     except (ConfigError, CheckpointError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as interrupted:
+        print(f"Stopped by {interrupted.signal_name} {interrupted.detail}.", file=sys.stderr)
+        return 128 + signal.Signals[interrupted.signal_name].value
     except FloatingPointError as error:
         print(f"{program}: training diverged: {error}; the last good checkpoint is "
               f"{latest_checkpoint(checkpoint_dir) or 'none'}; "
@@ -158,6 +162,19 @@ def check_writable(folder: str, flag: str) -> None:
     except OSError as error:
         raise ConfigError(f"cannot write to {flag} {folder!r} ({error.strerror or error}); "
                           f"choose a folder you can write to") from None
+
+
+class Interrupted(Exception):
+    """Raised by an evaluation stopped by a signal, after it has printed what it finished.
+
+    Args:
+        signal_name: ``"SIGINT"`` or ``"SIGTERM"``.
+        detail: what was done, e.g. ``"after 3 of 10 games"``.
+    """
+
+    def __init__(self, signal_name: str, detail: str):
+        super().__init__(f"stopped by {signal_name} {detail}")
+        self.signal_name, self.detail = signal_name, detail
 
 
 class GracefulStop:

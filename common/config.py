@@ -23,6 +23,10 @@ from typing import Any, Sequence, TypeVar
 ConfigT = TypeVar("ConfigT")
 
 
+HIGHEST_SCORES = {"Pong": 21.0, "Breakout": 864.0}
+"""The highest raw score of a game, where it is known (Breakout: two walls of 432)."""
+
+
 class ConfigError(ValueError):
     """A setting that cannot work; the message says what to change."""
 
@@ -109,7 +113,27 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
             parser.add_argument(flag, dest=field.name, type=kind, default=field.default,
                                 metavar=field.name.upper(), help=help_text)
     arguments = parser.parse_args(list(argv))
-    return config_class(**vars(arguments))
+    config = config_class(**vars(arguments))
+    # Parsed again with every default suppressed, only the flags given remain.
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    config._given_fields = frozenset(vars(parser.parse_args(list(argv))))
+    return config
+
+
+def given_fields(config: Any) -> frozenset[str]:
+    """The fields set on purpose: the flags given, or for a configuration built in code
+    (a notebook's ``Config(total_steps=...)``), the fields that differ from the defaults.
+
+    Why: on ``--resume`` a setting the user did not give takes the run's saved value,
+    and one the user gave must not be silently ignored.
+    """
+    given = getattr(config, "_given_fields", None)
+    if given is not None:
+        return given
+    defaults = type(config)()
+    return frozenset(field.name for field in dataclasses.fields(config)
+                     if getattr(config, field.name) != getattr(defaults, field.name))
 
 
 def _field_type(annotation: Any) -> type:
@@ -155,10 +179,21 @@ def check_config(config: Any) -> None:
         value = getattr(config, name, 0.0)
         if has(name) and not 0.0 <= value <= 1.0:
             raise ConfigError(f"{flag(name)} must be between 0 and 1, got {value}")
-    if has("learning_rate") and not (config.learning_rate > 0 and math.isfinite(config.learning_rate)):
-        raise ConfigError(f"--learning-rate must be a positive number, got {config.learning_rate}")
-    if has("solved_at") and not math.isfinite(config.solved_at):
-        raise ConfigError(f"--solved-at must be a finite number, got {config.solved_at}")
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{flag(field.name)} must be a finite number, got {value}")
+    for name in ("learning_rate", "max_gradient_norm"):
+        if has(name) and not getattr(config, name) > 0:
+            raise ConfigError(f"{flag(name)} must be a positive number, got {getattr(config, name)}")
+    if has("seed") and not 0 <= config.seed < 2**32:
+        raise ConfigError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {config.seed}")
+    if has("solved_at") and has("env_id"):
+        game = config.env_id.split("NoFrameskip")[0]
+        if game in HIGHEST_SCORES and config.solved_at > HIGHEST_SCORES[game]:
+            raise ConfigError(f"--solved-at {config.solved_at:g} cannot be reached in {game}, "
+                              f"whose highest score is {HIGHEST_SCORES[game]:g}; pass a lower "
+                              f"--solved-at")
     if has("buffer_size") and has("batch_size") and config.buffer_size < config.batch_size:
         raise ConfigError(f"--buffer-size ({config.buffer_size}) must be at least "
                           f"--batch-size ({config.batch_size})")

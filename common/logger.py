@@ -22,6 +22,8 @@ import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from common.fault_points import pause_point
+
 PROGRESS_FIELDS = ("step", "game", "score", "running_reward", "epsilon", "loss", "mean_q",
                    "steps_per_second", "elapsed_seconds")
 HELDOUT_FIELDS = ("step", "heldout_q")
@@ -98,6 +100,7 @@ class RunLogger:
                _round(loss), _round(mean_q), _round(steps_per_second, 1), _round(elapsed, 2)]
         try:
             self._csv.writerow(row)
+            pause_point("csv-row")  # a test may kill the process here
             self._file.flush()
             self._write_scalars(step, scalars)
         except OSError as error:

@@ -37,6 +37,7 @@ episode. Its newest frame is only read at the start of an episode.
 from __future__ import annotations
 
 import math
+import zipfile
 from typing import NamedTuple
 
 import numpy as np
@@ -416,47 +417,111 @@ class ReplayMemory:
         )
         return state
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state) -> None:
         """Restores a state returned by ``state_dict``, for example from ``np.load``.
 
         Why: resuming a run with a refilled or empty memory would change what the
         agent learns from.
 
         Args:
-            state: The arrays of ``state_dict``. The memory must have been constructed
-                with the same capacity, frame shape and history length.
+            state: The arrays of ``state_dict``, as a dict or as the open archive of
+                ``np.load(path)`` of an ``.npz`` file written with ``np.savez``. From
+                an archive, each array is read in pieces straight into this memory's
+                own buffers, so restoring needs no second copy of the frames in RAM.
+                The memory must have been constructed with the same capacity, frame
+                shape and history length.
 
         Raises:
-            ValueError: If a key is missing or the shapes do not match this memory.
+            ValueError: If a key is missing, the shapes do not match this memory, or
+                the archive is damaged. The memory is then left empty (it refills).
         """
         arrays = self._arrays()
-        required = [*arrays, "history_length", "cursor", "size", "num_valid", "episode_open",
-                    "rng_pcg64", "rng_has_uint32", "rng_uinteger"]
-        missing = [key for key in required if key not in state]
+        scalars = ["history_length", "cursor", "size", "num_valid", "episode_open",
+                   "rng_pcg64", "rng_has_uint32", "rng_uinteger"]
+        keys = state.files if isinstance(state, np.lib.npyio.NpzFile) else list(state)
+        missing = [key for key in [*arrays, *scalars] if key not in keys]
         if missing:
             raise ValueError(f"state is missing {missing}; pass the dict returned by state_dict().")
-        frames_shape = np.shape(state["frames"])
-        saved_history = int(state["history_length"])
+        try:
+            frames_shape = _saved_shape(state, "frames")
+            saved_history = int(state["history_length"])
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+            raise ValueError(f"the saved replay memory is damaged ({error})") from None
         if frames_shape != self._frames.shape or saved_history != self._history_length:
             raise ValueError(
                 f"state holds frames of shape {frames_shape} with history_length "
                 f"{saved_history}, but this memory has {self._frames.shape} and "
                 f"{self._history_length}; construct it with the saved capacity and shapes."
             )
-        for key, array in arrays.items():
-            # Copy into the existing buffers rather than keeping the loaded arrays.
-            np.copyto(array, np.asarray(state[key]).reshape(array.shape), casting="same_kind")
-        self._cursor = int(state["cursor"])
-        self._size = int(state["size"])
-        self._num_valid = int(state["num_valid"])
-        self._episode_open = bool(state["episode_open"])
-        state_high, state_low, inc_high, inc_low = (int(word) for word in state["rng_pcg64"])
+        try:
+            for key, array in arrays.items():
+                _copy_saved_array(state, key, array)
+            cursor, size, num_valid = (int(state[key]) for key in ("cursor", "size", "num_valid"))
+            episode_open = bool(state["episode_open"])
+            words = [int(word) for word in state["rng_pcg64"]]
+            has_uint32, uinteger = int(state["rng_has_uint32"]), int(state["rng_uinteger"])
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+            self._empty()
+            raise ValueError(f"the saved replay memory is damaged ({error})") from None
+        self._cursor, self._size, self._num_valid = cursor, size, num_valid
+        self._episode_open = episode_open
+        state_high, state_low, inc_high, inc_low = words
         self._rng.bit_generator.state = {
             "bit_generator": "PCG64",
             "state": {"state": (state_high << 64) | state_low, "inc": (inc_high << 64) | inc_low},
-            "has_uint32": int(state["rng_has_uint32"]),
-            "uinteger": int(state["rng_uinteger"]),
+            "has_uint32": has_uint32,
+            "uinteger": uinteger,
         }
+
+    def _empty(self) -> None:
+        """Forgets every stored transition (the buffers stay allocated)."""
+        self._valid[:] = False
+        self._episode_start[:] = False
+        self._cursor = self._size = self._num_valid = 0
+        self._episode_open = False
+
+
+_READ_CHUNK_BYTES = 64 * 2**20
+"""``load_state_dict`` reads saved frames in pieces of this size."""
+
+
+def saved_capacity(state) -> int:
+    """The capacity of a saved memory (a ``state_dict`` or its open ``.npz`` archive)."""
+    return _saved_shape(state, "frames")[0]
+
+
+def _saved_shape(state, key: str) -> tuple[int, ...]:
+    """The shape of a saved array, read from its header only when it is in an archive."""
+    if not isinstance(state, np.lib.npyio.NpzFile):
+        return np.shape(state[key])
+    with state.zip.open(key + ".npy") as member:
+        shape, _, _ = _read_npy_header(member)
+    return shape
+
+
+def _read_npy_header(member) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(member)
+    return np.lib.format.read_array_header_2_0(member)
+
+
+def _copy_saved_array(state, key: str, out: np.ndarray) -> None:
+    """Copies a saved array into ``out``; from an archive, in pieces, without a full copy."""
+    if not isinstance(state, np.lib.npyio.NpzFile):
+        np.copyto(out, np.asarray(state[key]).reshape(out.shape), casting="same_kind")
+        return
+    with state.zip.open(key + ".npy") as member:
+        shape, fortran_order, dtype = _read_npy_header(member)
+        if int(np.prod(shape)) != out.size or dtype != out.dtype or fortran_order:
+            raise ValueError(f"{key} is saved as {dtype} {shape}, expected {out.dtype} {out.shape}")
+        buffer = memoryview(out.reshape(-1).view(np.uint8))
+        position = 0
+        while position < len(buffer):
+            read = member.readinto(buffer[position:position + _READ_CHUNK_BYTES])
+            if not read:
+                raise ValueError(f"{key} is cut short at byte {position:,} of {len(buffer):,}")
+            position += read
 
 
 def _is_int(value: object) -> bool:

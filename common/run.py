@@ -4,9 +4,11 @@ A script's ``train()`` builds the environment, the networks and the memory, and
 runs the loop: act, store, learn, sync, log, stop. Everything else a long run needs
 lives here:
 
-1. ``Run(config)`` opens the run folder before any work: a resume needs a
-   checkpoint of the same game, a new run must not overwrite an old one, and the
-   replay memory must fit in the free RAM.
+1. ``Run(config)`` opens the run folder before any work: it takes the folder's lock
+   (a second process on the same folder is refused), a resume needs a checkpoint of
+   the same game, a new run must not overwrite an old one, and the replay memory
+   must fit in the free RAM. A resume takes the settings the run was saved with:
+   see ``settings_for_resume`` for which flags may change on ``--resume``.
 2. ``Run.start_or_restore`` either starts afresh (the target network equal to the
    online one) or brings back a saved run: networks, optimizer state, the
    ``LoopState`` (counters, recent scores, exploration random state) and, if it was
@@ -19,8 +21,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import math
 import os
+import socket
+import sys
 from typing import Any, Callable
 
 import keras
@@ -28,10 +33,19 @@ import numpy as np
 
 from common.checkpoint import (CheckpointError, Checkpointer, read_loop_state,
                                save_model_atomically)
-from common.config import ConfigError, check_memory
+from common.config import ConfigError, check_memory, given_fields
 from common.dqn import BackgroundLearner
 from common.logger import HeldOutQ, RunLogger
-from common.replay import ReplayMemory
+from common.replay import ReplayMemory, saved_capacity
+
+OVERRIDABLE_ON_RESUME = ("total_steps", "solved_at", "learning_rate", "max_gradient_norm",
+                         "video_every", "video_dir", "log_every_games", "checkpoint_every",
+                         "overlap_updates", "save_replay")
+"""Settings a resumed run may change: they change how long it runs, what it records,
+or how large its steps are, not what it learns from or the network it learns."""
+
+NOT_RUN_SETTINGS = ("run_dir", "resume", "evaluate", "episodes", "eval_epsilon", "plot")
+"""Fields that say what to do now, not how the run learns; they are never saved."""
 
 RUNNING_REWARD_GAMES = 100
 """Games in the running reward's window (the keras-io example's "solved" rule)."""
@@ -101,10 +115,19 @@ class Run:
     """
 
     def __init__(self, config: Any, on_game: Callable[[dict], None] | None = None):
-        self.config = config
         self.checkpoint_dir = os.path.join(config.run_dir, "checkpoints")
-        self._saved = open_run(self.checkpoint_dir, config.resume, config.env_id)
-        check_memory(ReplayMemory.bytes_needed(config.buffer_size), ReplayMemory.bytes_needed(1))
+        self.lock = RunLock(config.run_dir, config.resume)
+        try:
+            self._saved = open_run(self.checkpoint_dir, config.resume, config.env_id)
+            if self._saved is not None:
+                config = settings_for_resume(config, self._saved.get("settings"))
+            # Restoring a saved memory reads it in pieces, so one piece is all it adds.
+            check_memory(ReplayMemory.bytes_needed(config.buffer_size) + 64 * 2**20,
+                         ReplayMemory.bytes_needed(1))
+        except BaseException:
+            self.lock.release()
+            raise
+        self.config = config
         self._on_game = on_game
         self.memory_restored = False
         self.logger: RunLogger | None = None
@@ -136,17 +159,14 @@ class Run:
             learner.sync_target()
             state = LoopState(rng=np.random.default_rng(config.seed))
         else:
-            loop_state, replay_state = self._checkpointer.restore()
+            loop_state, replay_archive = self._checkpointer.restore()
             state = LoopState.from_dict(loop_state)
-            if replay_state is not None:
-                saved_size = len(replay_state["frames"])
-                if saved_size != config.buffer_size:
-                    raise ConfigError(f"--resume: the saved replay memory holds {saved_size} "
-                                      f"transitions; pass --buffer-size {saved_size} as the "
-                                      f"run did")
-                memory.load_state_dict(replay_state)
-                memory.end_episode()  # the game in progress was not saved: a new one starts
-                self.memory_restored = True
+            # The optimizer's learning rate is saved with it; a --learning-rate given
+            # with --resume replaces it (see settings_for_resume).
+            optimizer.learning_rate.assign(config.learning_rate)
+            if replay_archive is not None:
+                with replay_archive:
+                    self._restore_memory(memory, replay_archive)
             print(f"Resumed {config.run_dir} at step {state.step:,} after {state.games:,} games; "
                   f"replay memory {'restored' if self.memory_restored else 'refills'} "
                   f"({len(memory):,} transitions).", flush=True)
@@ -156,6 +176,19 @@ class Run:
         self.heldout_q = HeldOutQ(config.run_dir, self.logger, seed=config.seed,
                                   resume_step=resume_step)
         return state
+
+    def _restore_memory(self, memory: ReplayMemory, archive) -> None:
+        saved_size = saved_capacity(archive)
+        if saved_size != self.config.buffer_size:
+            raise ConfigError(f"--resume: the saved replay memory holds {saved_size} "
+                              f"transitions; pass --buffer-size {saved_size} as the run did")
+        try:
+            memory.load_state_dict(archive)
+        except ValueError as error:
+            print(f"warning: {error}; the replay memory refills.", file=sys.stderr, flush=True)
+            return
+        memory.end_episode()  # the game in progress was not saved: a new one starts
+        self.memory_restored = True
 
     def log_game(self, state: LoopState, epsilon: float, learner: BackgroundLearner) -> None:
         """Logs the game that just ended, with the mean loss and Q of its updates."""
@@ -171,9 +204,22 @@ class Run:
             FloatingPointError: if the network's weights are no longer finite.
         """
         learner.wait()  # a checkpoint holds whole updates only
-        replay_state = memory.state_dict() if self.config.save_replay else None
-        return self._checkpointer.save(state.step, {"env_id": self.config.env_id,
-                                                    **state.to_dict()}, replay_state)
+        config = self.config
+        settings = {name: value for name, value in dataclasses.asdict(config).items()
+                    if name not in NOT_RUN_SETTINGS}
+        record = {"env_id": config.env_id, **state.to_dict(), "settings": settings,
+                  "replay_saved": config.save_replay}
+        replay_state = memory.state_dict() if config.save_replay else None
+        try:
+            return self._checkpointer.save(state.step, record, replay_state)
+        except CheckpointError as error:
+            if replay_state is None or "the replay memory needs" not in str(error):
+                raise
+        # Not enough disk for the memory: save the rest, so that no progress is lost.
+        print(f"warning: no disk space for the replay memory at step {state.step:,}; the "
+              f"checkpoint is saved without it (a resume from it refills the memory)",
+              file=sys.stderr, flush=True)
+        return self._checkpointer.save(state.step, {**record, "replay_saved": False})
 
     def finish(self, state: LoopState, stop: Any, q_network: keras.Model,
                memory: ReplayMemory, learner: BackgroundLearner) -> dict[str, Any]:
@@ -190,7 +236,10 @@ class Run:
             A summary: ``step``, ``games``, ``stopped``, and for a finished run
             ``running_reward`` and ``model_path``.
         """
-        checkpoint_path = self.save(state, memory, learner)
+        try:
+            checkpoint_path = self.save(state, memory, learner)
+        finally:
+            self.lock.release()
         if stop.requested:
             print(f"Stopped by {stop.signal_name} at step {state.step:,}; checkpoint saved to "
                   f"{checkpoint_path}.", flush=True)
@@ -210,9 +259,131 @@ class Run:
     def __enter__(self) -> "Run":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
         if self.logger is not None:
             self.logger.close()
+        if exc_type is not None:  # finish() releases the lock of a run that ends well
+            self.lock.release()
+
+
+def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
+    """The configuration a resumed run goes on with: its saved settings, changed only
+    where the user asked and it is safe.
+
+    A setting the user did not give takes the run's saved value. One the user gave
+    that differs from it is taken, and announced, if it is in
+    ``OVERRIDABLE_ON_RESUME`` (how long to run, what to record, the step size);
+    any other (the game, the memory's size, the network, gamma, the batch size, the
+    schedules, the seed) is refused, since the run so far learnt with it.
+
+    Args:
+        config: the configuration as given (``given_fields`` says what was given).
+        saved: the settings the run's checkpoint holds; ``None`` for a checkpoint
+            made before settings were saved, whose run then goes on as given.
+
+    Returns:
+        The configuration to resume with.
+
+    Raises:
+        ConfigError: if a setting given cannot change on a resume.
+    """
+    if saved is None:
+        print("This run's checkpoint predates saved settings; it goes on with the settings "
+              "given now.", flush=True)
+        return config
+    given = given_fields(config)
+    taken, changed = {}, []
+    for name, saved_value in saved.items():
+        if name in NOT_RUN_SETTINGS or not hasattr(config, name):
+            continue
+        value = getattr(config, name)
+        if value == saved_value:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name not in given:
+            taken[name] = saved_value
+        elif name in OVERRIDABLE_ON_RESUME:
+            changed.append(f"{flag} {value} (was {saved_value})")
+        else:
+            raise ConfigError(f"--resume: {flag} cannot change during a run (this one uses "
+                              f"{saved_value}); leave it out, or start a new run in another "
+                              f"--run-dir")
+    if changed:
+        print(f"Resuming with changed settings: {', '.join(changed)}.", flush=True)
+    resumed = dataclasses.replace(config, **taken)
+    resumed._given_fields = given
+    return resumed
+
+
+class RunLock:
+    """A lock file that keeps two processes from writing into one run folder.
+
+    Why: two trainings in one folder would interleave ``progress.csv`` rows and
+    overwrite each other's checkpoints. The file ``<run-dir>/.lock`` names the
+    process and the machine that hold it. A lock is taken over when it is stale:
+    its process is gone from this machine, it is this very process (a notebook
+    kernel running training again), or it comes from another machine (a new Colab
+    session) and the user resumes.
+
+    Args:
+        run_dir: the run folder.
+        resume: whether the user resumes, which lets a lock from another machine go.
+
+    Raises:
+        CheckpointError: if a live process holds the folder.
+    """
+
+    def __init__(self, run_dir: str, resume: bool):
+        self.path = os.path.join(run_dir, ".lock")
+        self._held = False
+        os.makedirs(run_dir, exist_ok=True)
+        mine = {"pid": os.getpid(), "host": socket.gethostname()}
+        holder = _read_lock(self.path)
+        if holder is not None and not self._stale(holder, mine, resume):
+            raise CheckpointError(
+                f"{run_dir} is in use by process {holder.get('pid')} on {holder.get('host')}; "
+                f"wait for it to end, stop it, or choose another --run-dir")
+        temporary = f"{self.path}.{os.getpid()}.tmp"
+        with open(temporary, "w") as file:
+            json.dump(mine, file)
+        os.replace(temporary, self.path)
+        self._held = True
+
+    @staticmethod
+    def _stale(holder: dict, mine: dict, resume: bool) -> bool:
+        if not holder:
+            return True  # a damaged lock file holds nobody
+        if holder.get("host") != mine["host"]:
+            return resume  # a run moved to a new machine; a new run here would be refused
+        if holder.get("pid") == mine["pid"]:
+            return True
+        try:
+            os.kill(int(holder.get("pid", -1)), 0)
+        except ProcessLookupError:
+            return True  # that process has ended
+        except (PermissionError, ValueError, OverflowError):
+            return False
+        return False
+
+    def release(self) -> None:
+        """Removes the lock file, if this object holds it."""
+        if self._held:
+            self._held = False
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+
+
+def _read_lock(path: str) -> dict | None:
+    try:
+        with open(path) as file:
+            holder = json.load(file)
+        return holder if isinstance(holder, dict) else {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # a damaged lock file holds nobody
 
 
 def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None:
@@ -233,12 +404,25 @@ def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None
     loop_state = read_loop_state(directory)
     run_dir = os.path.dirname(directory.rstrip(os.sep)) or "."
     if resume and loop_state is None:
-        raise CheckpointError(f"--resume: no checkpoint in {directory}; "
-                              f"run without --resume to start a new run")
+        raise CheckpointError(f"--resume: no checkpoint in {directory} (a run saves its first "
+                              f"one after --checkpoint-every steps); to start a new run, "
+                              f"choose another --run-dir")
     if not resume and loop_state is not None:
         raise CheckpointError(f"{run_dir} already holds a run; add --resume to continue it, "
                               f"or choose another --run-dir")
+    if not resume and _has_rows(os.path.join(run_dir, "progress.csv")):
+        raise CheckpointError(f"{run_dir} holds the progress.csv of an earlier run, which a "
+                              f"new run would overwrite; choose another --run-dir")
     if resume and loop_state.get("env_id") != env_id:
         raise CheckpointError(f"--resume: {run_dir} holds a run of {loop_state.get('env_id')}, "
                               f"not {env_id}; choose another --run-dir")
     return loop_state if resume else None
+
+
+def _has_rows(path: str) -> bool:
+    """Whether a CSV file exists and holds more than its header."""
+    try:
+        with open(path) as file:
+            return sum(1 for _ in zip(range(2), file)) > 1
+    except OSError:
+        return False

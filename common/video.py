@@ -74,7 +74,8 @@ class GameRecorder(gym.Wrapper):
         self._score = 0.0
         if self.game_number % self.every == 0:
             self._start()
-            self._append_frame()
+            if self.recording:  # not when the folder cannot be written
+                self._append_frame()
         return observation, info
 
     def step(self, action):
@@ -83,8 +84,8 @@ class GameRecorder(gym.Wrapper):
         self._score += float(reward)
         if self.recording:
             self._append_frame()
-            if terminated or truncated:
-                self._finish()
+        if self.recording and (terminated or truncated):  # a failed frame stops the recording
+            self._finish()
         return observation, reward, terminated, truncated, info
 
     def close(self):

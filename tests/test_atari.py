@@ -365,3 +365,28 @@ def test_game_recorder_wraps_the_raw_emulator(tmp_path):
     assert find_wrapper(recorder.env, gym.wrappers.RecordEpisodeStatistics) is None
     statistics = find_wrapper(env, gym.wrappers.RecordEpisodeStatistics)
     assert statistics.env is recorder
+
+
+def test_a_game_cut_off_inside_reset_still_reports_its_score():
+    """The frame limit can fall in the no-op or FIRE step that reset() plays after a lost life."""
+    rng = np.random.default_rng(0)
+    env = make_env(BREAKOUT, noop_max=0)
+    env.reset(seed=3)
+    actions = []
+    while True:
+        actions.append(int(rng.integers(4)))
+        _, _, terminated, _, info = env.step(actions[-1])
+        if terminated and "episode" not in info:  # a life lost, the game goes on
+            frames_at_life_loss = env.unwrapped.ale.getEpisodeFrameNumber()
+            break
+    env.close()
+    # The same game again, cut off 2 frames after that life was lost: inside reset().
+    env = make_env(BREAKOUT, noop_max=0, max_frames_per_game=frames_at_life_loss + 2)
+    env.reset(seed=3)
+    for action in actions:
+        _, _, terminated, truncated, info = env.step(action)
+    assert terminated and not truncated and "episode" not in info
+    _, info = env.reset()
+    env.close()
+    assert "episode" in info  # the game is counted, with its frames
+    assert info["episode"]["l"] >= frames_at_life_loss

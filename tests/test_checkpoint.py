@@ -81,7 +81,7 @@ def test_missing_and_damaged_checkpoints_give_clear_errors(tmp_path):
     saver.save(100, {"step": 100})
     data = next(tmp_path.glob("ckpt-100.data*"))
     data.write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="can be read: ckpt-100"):
         Checkpointer(str(tmp_path), *trained_parts()).restore()
 
 
@@ -187,3 +187,123 @@ def test_load_agent_from_a_run_folder_with_checkpoints_only(tmp_path, capsys):
         load_agent(str(tmp_path / "model.keras"), "PongNoFrameskip-v4", (3,), 6, build_tiny)
     with pytest.raises(CheckpointError, match="neither model.keras nor checkpoints"):
         load_agent(str(tmp_path / "checkpoints"), "BreakoutNoFrameskip-v4", (3,), 2, build_tiny)
+
+
+def test_a_checkpoint_saved_before_the_first_update_restores(tmp_path):
+    """Stopping while the memory fills saves an optimizer without Adam's slots yet."""
+    q_network, target_network = tiny_network(), tiny_network("target_network")
+    optimizer = keras.optimizers.Adam(1e-2)  # never applied a gradient
+    Checkpointer(str(tmp_path), q_network, target_network, optimizer).save(
+        50, {"step": 50, "games": 0})
+    parts = tiny_network(), tiny_network("target_network"), keras.optimizers.Adam(1e-2)
+    loop_state, _ = Checkpointer(str(tmp_path), *parts).restore()
+    assert loop_state == {"step": 50, "games": 0}
+    assert int(parts[2].iterations) == 0
+
+
+def saved_three(tmp_path):
+    saver = Checkpointer(str(tmp_path), *trained_parts())
+    for step in (100, 200, 300):
+        saver.save(step, {"step": step})
+    return saver
+
+
+@pytest.mark.parametrize("damage", ["truncated data", "empty index", "zero-byte data"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_good_one(tmp_path, capsys, damage):
+    saved_three(tmp_path)
+    data = next(tmp_path.glob("ckpt-300.data*"))
+    if damage == "truncated data":
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    elif damage == "zero-byte data":
+        data.write_bytes(b"")
+    else:
+        (tmp_path / "ckpt-300.index").write_bytes(b"")
+    assert read_loop_state(str(tmp_path))["step"] in (200, 300)  # the loop record may survive
+    loop_state, _ = Checkpointer(str(tmp_path), *trained_parts()).restore()
+    assert loop_state == {"step": 200}
+    warning = capsys.readouterr().err
+    assert "skipped damaged checkpoint ckpt-300" in warning and warning.count("\n") == 1
+
+
+@pytest.mark.parametrize("index", [b"", b"\x00\x01\xff binary \x00" * 10, b"not: a checkpoint"])
+def test_a_damaged_index_file_falls_back_to_the_checkpoint_files(tmp_path, index):
+    saved_three(tmp_path)
+    (tmp_path / "checkpoint").write_bytes(index)
+    assert read_loop_state(str(tmp_path)) == {"step": 300}
+    loop_state, _ = Checkpointer(str(tmp_path), *trained_parts()).restore()
+    assert loop_state == {"step": 300}
+
+
+def test_after_a_fallback_the_damaged_step_is_written_again(tmp_path):
+    saved_three(tmp_path)
+    (tmp_path / "ckpt-300.index").write_bytes(b"\x00" * 64)
+    saver = Checkpointer(str(tmp_path), *trained_parts(seed=3))
+    assert saver.restore()[0] == {"step": 200}
+    saver.save(300, {"step": 300, "again": True})
+    assert read_loop_state(str(tmp_path)) == {"step": 300, "again": True}
+    assert Checkpointer(str(tmp_path), *trained_parts()).restore()[0]["again"]
+
+
+def test_no_readable_checkpoint_is_one_line_that_destroys_nothing(tmp_path):
+    saved_three(tmp_path)
+    for index in tmp_path.glob("ckpt-*.index"):
+        index.write_bytes(b"")
+    with pytest.raises(CheckpointError) as raised:
+        read_loop_state(str(tmp_path))
+    message = str(raised.value)
+    assert "can be read" in message and "\n" not in message and "without --resume" not in message
+    with pytest.raises(CheckpointError, match="can be read"):
+        Checkpointer(str(tmp_path), *trained_parts()).restore()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_a_damaged_or_missing_replay_is_one_warning_and_none(tmp_path, capsys, damage):
+    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver.save(100, {"step": 100, "replay_saved": True}, {"frames": np.ones(5000, np.uint8)})
+    replay = tmp_path / "replay-100.npz"
+    if damage == "missing":
+        replay.unlink()
+    else:
+        replay.write_bytes(replay.read_bytes()[:300])
+    loop_state, replay_archive = Checkpointer(str(tmp_path), *trained_parts()).restore()
+    assert loop_state["step"] == 100 and replay_archive is None
+    warning = capsys.readouterr().err
+    assert "it refills" in warning and warning.count("\n") == 1
+
+
+def test_a_failed_replay_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    saver = Checkpointer(str(tmp_path), *trained_parts())
+
+    def half_written(path, **arrays):
+        with open(path, "wb") as file:
+            file.write(b"PK half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", half_written)
+    with pytest.raises(CheckpointError, match="No space left"):
+        saver.save(100, {"step": 100}, {"frames": np.zeros(2, np.uint8)})
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_not_enough_disk_for_the_replay_is_refused_before_writing(tmp_path, monkeypatch):
+    saver = Checkpointer(str(tmp_path), *trained_parts())
+    monkeypatch.setattr("common.checkpoint.shutil.disk_usage",
+                        lambda path: type("Usage", (), {"free": 1000})())
+    with pytest.raises(CheckpointError, match="the replay memory needs .* GB but only"):
+        saver.save(100, {"step": 100}, {"frames": np.zeros(5000, np.uint8)})
+    assert not list(tmp_path.glob("replay-*"))
+
+
+def test_saved_files_are_flushed_to_disk_before_the_index_names_them(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda descriptor: (synced.append(
+        os.readlink(f"/proc/self/fd/{descriptor}")), real_fsync(descriptor)))
+    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver.save(100, {"step": 100}, {"frames": np.zeros(2, np.uint8)})
+    names = [os.path.basename(path) for path in synced]
+    assert names.index("replay-100.npz.tmp.npz") < names.index("ckpt-100.index")
+    assert any(name.startswith("ckpt-100.data") for name in names)
+    assert names.index("ckpt-100.index") < names.index("checkpoint.tmp")
+    save_model_atomically(trained_parts()[0], str(tmp_path / "model.keras"))
+    assert ".partial-model.keras" in [os.path.basename(path) for path in synced]

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from common.cli import GracefulStop, check_writable, command_line, resume_advice, run
+from common.cli import (GracefulStop, Interrupted, check_writable, command_line, resume_advice,
+                        run)
 from common.config import ConfigError
 
 
@@ -100,3 +101,15 @@ def test_a_second_ctrl_c_raises_keyboard_interrupt():
         assert stop.requested and stop.signal_name == "SIGINT"
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("signal_name, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_evaluation_exits_with_the_signal_status(tmp_path, capsys, signal_name,
+                                                               status):
+    def stopped_evaluation(config):
+        raise Interrupted(signal_name, "after 2 of 10 games")
+
+    config = TinyConfig(run_dir=str(tmp_path / "R"), evaluate="model.keras",
+                        video_dir=str(tmp_path / "V"))
+    assert run(config, finished, stopped_evaluation) == status
+    assert capsys.readouterr().err == f"Stopped by {signal_name} after 2 of 10 games.\n"

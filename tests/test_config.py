@@ -1,12 +1,14 @@
 """Tests of common/config.py: flags from a dataclass, one-line errors, value checks."""
 
 import dataclasses
+import math
 import os
 import sys
 
 import pytest
 
-from common.config import ConfigError, check_config, check_memory, field_docstrings, parse_config
+from common.config import (ConfigError, check_config, check_memory, field_docstrings, given_fields,
+                           parse_config)
 
 
 @dataclasses.dataclass
@@ -106,3 +108,44 @@ def test_check_memory_refuses_what_cannot_fit():
     check_memory(1_000, 10)
     with pytest.raises(ConfigError, match=r"needs .* GB but only .* pass a smaller --buffer-size"):
         check_memory(10**15, 7_064)
+
+
+@dataclasses.dataclass
+class GameConfig:
+    env_id: str = "BreakoutNoFrameskip-v4"
+    """the game."""
+    solved_at: float = 40.0
+    """running reward that ends training."""
+    max_gradient_norm: float = 10.0
+    """gradient clipping."""
+    seed: int = 1
+    """the seed."""
+    gamma: float = 0.99
+    """discount."""
+    eval_epsilon: float = 0.05
+    """evaluation exploration."""
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"max_gradient_norm": 0.0}, "--max-gradient-norm must be a positive number, got 0.0"),
+    ({"max_gradient_norm": -1.0}, "--max-gradient-norm must be a positive number, got -1.0"),
+    ({"max_gradient_norm": math.nan}, "--max-gradient-norm must be a finite number, got nan"),
+    ({"max_gradient_norm": math.inf}, "--max-gradient-norm must be a finite number, got inf"),
+    ({"seed": -1}, "--seed must be a whole number from 0 to 4294967295, got -1"),
+    ({"env_id": "PongNoFrameskip-v4"}, "--solved-at 40 cannot be reached in Pong, whose "
+                                       "highest score is 21"),
+    ({"solved_at": math.inf}, "--solved-at must be a finite number, got inf"),
+    ({"gamma": math.nan}, "--gamma must be between 0 and 1, got nan"),
+    ({"eval_epsilon": math.inf}, "--eval-epsilon must be between 0 and 1, got inf"),
+])
+def test_every_float_is_finite_and_the_rest_in_range(changes, message):
+    with pytest.raises(ConfigError) as error:
+        check_config(dataclasses.replace(GameConfig(), **changes))
+    assert message in str(error.value)
+
+
+def test_parse_config_records_the_flags_given():
+    assert parse_config(ExampleConfig, ["--total-steps", "5", "--resume"])._given_fields == \
+        {"total_steps", "resume"}
+    assert given_fields(parse_config(ExampleConfig, [])) == frozenset()
+    assert given_fields(ExampleConfig(gamma=0.5)) == {"gamma"}  # built in code

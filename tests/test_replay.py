@@ -12,7 +12,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from common.replay import Batch, ReplayMemory
+from common.replay import Batch, ReplayMemory, saved_capacity
 
 FRAME_SHAPE = (2, 2)
 HISTORY = 4
@@ -302,3 +302,43 @@ def test_end_episode_starts_a_new_episode_after_a_restore():
     for _ in range(30):
         seen.update(check_batch(restored.sample(16), everything))
     assert seen == set(everything)  # each stack is exactly what the agent saw, none mixed
+
+
+def saved_memory(tmp_path, capacity=60):
+    steps, _, _ = play([9, 30, 25], ends=["terminated", "truncated", "open"])
+    memory = ReplayMemory(capacity, FRAME_SHAPE, HISTORY, seed=8)
+    for step in steps[:50]:
+        memory.add(*step)
+    path = tmp_path / "replay.npz"
+    np.savez(path, **memory.state_dict())
+    return memory, path
+
+
+def test_restoring_from_the_archive_reads_in_pieces_into_the_memory(tmp_path, monkeypatch):
+    memory, path = saved_memory(tmp_path)
+    monkeypatch.setattr("common.replay._READ_CHUNK_BYTES", 1000)  # many pieces per array
+    restored = ReplayMemory(60, FRAME_SHAPE, HISTORY, seed=123)
+    frames_buffer = restored._frames
+    with np.load(path, allow_pickle=False) as archive:
+        assert saved_capacity(archive) == 60
+        restored.load_state_dict(archive)  # the archive itself, never a dict of copies
+    assert restored._frames is frames_buffer  # written in place
+    assert len(restored) == len(memory)
+    for expected, actual in zip(memory.sample(32), restored.sample(32)):
+        np.testing.assert_array_equal(expected, actual)
+
+
+def test_a_damaged_archive_leaves_the_memory_empty_and_says_why(tmp_path):
+    memory, path = saved_memory(tmp_path, capacity=3000)  # frames far larger than one read
+    data = path.read_bytes()
+    # A bad disk block near the end of the frames: found once they are in the memory.
+    block = data.index(b"actions.npy") - 300
+    path.write_bytes(data[:block] + b"\xff" * 200 + data[block + 200:])
+    restored = ReplayMemory(3000, FRAME_SHAPE, HISTORY, seed=123)
+    restored.load_state_dict(memory.state_dict())  # holding transitions before
+    with pytest.raises(ValueError, match="the saved replay memory is damaged .*CRC"):
+        with np.load(path, allow_pickle=False) as archive:
+            restored.load_state_dict(archive)
+    assert len(restored) == 0
+    restored.add(*play([3])[0][0])  # and it fills again from scratch
+    assert len(restored) == 1

@@ -1,12 +1,18 @@
-"""Tests of common/run.py: the loop state's round trip and the run-folder rules."""
+"""Tests of common/run.py: the loop state, the run-folder rules, resume settings, the lock."""
 
+import dataclasses
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from common.checkpoint import CheckpointError
-from common.run import LoopState, open_run
+from common.config import ConfigError, parse_config
+from common.run import LoopState, RunLock, open_run, settings_for_resume
 
 
 def test_loop_state_round_trips_through_json():
@@ -47,3 +53,97 @@ def test_open_run_refuses_what_would_lose_or_mix_runs(tmp_path, monkeypatch):
         open_run(checkpoint_dir, resume=False, env_id="BreakoutNoFrameskip-v4")
     with pytest.raises(CheckpointError, match="holds a run of BreakoutNoFrameskip-v4, not Pong"):
         open_run(checkpoint_dir, resume=True, env_id="PongNoFrameskip-v4")
+
+
+@dataclasses.dataclass
+class Settings:
+    env_id: str = "BreakoutNoFrameskip-v4"
+    """the game."""
+    total_steps: int = 1000
+    """agent steps."""
+    learning_rate: float = 1e-4
+    """step size."""
+    buffer_size: int = 100
+    """memory size."""
+    gamma: float = 0.99
+    """discount."""
+    run_dir: str = "runs/x"
+    """run folder."""
+    resume: bool = False
+    """continue."""
+
+
+SAVED = {"env_id": "BreakoutNoFrameskip-v4", "total_steps": 5000, "learning_rate": 3e-4,
+         "buffer_size": 200, "gamma": 0.9}
+
+
+def test_a_resume_takes_the_saved_settings_of_flags_not_given(capsys):
+    config = parse_config(Settings, ["--resume"])
+    resumed = settings_for_resume(config, SAVED)
+    assert (resumed.total_steps, resumed.learning_rate, resumed.buffer_size, resumed.gamma) == \
+        (5000, 3e-4, 200, 0.9)
+    assert resumed.resume and capsys.readouterr().out == ""
+
+
+def test_a_safe_flag_given_on_resume_overrides_and_is_announced(capsys):
+    config = parse_config(Settings, ["--resume", "--learning-rate", "5e-05",
+                                     "--total-steps", "9000", "--buffer-size", "200"])
+    resumed = settings_for_resume(config, SAVED)
+    assert (resumed.learning_rate, resumed.total_steps, resumed.gamma) == (5e-05, 9000, 0.9)
+    printed = capsys.readouterr().out
+    assert printed == ("Resuming with changed settings: --total-steps 9000 (was 5000), "
+                       "--learning-rate 5e-05 (was 0.0003).\n")
+
+
+@pytest.mark.parametrize("flag, value", [("--buffer-size", "300"), ("--gamma", "0.5"),
+                                         ("--env-id", "PongNoFrameskip-v4")])
+def test_an_unsafe_flag_given_on_resume_is_refused_in_one_line(flag, value):
+    config = parse_config(Settings, ["--resume", flag, value])
+    with pytest.raises(ConfigError) as raised:
+        settings_for_resume(config, SAVED)
+    message = str(raised.value)
+    assert f"{flag} cannot change during a run" in message and "\n" not in message
+
+
+def test_a_notebook_config_counts_what_differs_from_the_defaults_as_given():
+    config = Settings(resume=True, learning_rate=1e-5)  # built in a cell, not parsed
+    resumed = settings_for_resume(config, SAVED)
+    assert resumed.learning_rate == 1e-5 and resumed.total_steps == 5000
+    with pytest.raises(ConfigError, match="--buffer-size cannot change"):
+        settings_for_resume(Settings(resume=True, buffer_size=7), SAVED)
+
+
+def test_a_checkpoint_without_settings_goes_on_as_given(capsys):
+    config = parse_config(Settings, ["--resume", "--gamma", "0.5"])
+    assert settings_for_resume(config, None).gamma == 0.5
+    assert "predates saved settings" in capsys.readouterr().out
+
+
+def test_the_lock_refuses_a_live_process_and_takes_over_stale_ones(tmp_path):
+    lock = RunLock(str(tmp_path), resume=False)
+    RunLock(str(tmp_path), resume=False).release()  # this process again: a notebook rerun
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".lock").write_text(json.dumps({"pid": sleeper.pid,
+                                                    "host": socket.gethostname()}))
+        with pytest.raises(CheckpointError) as raised:
+            RunLock(str(tmp_path), resume=True)
+        assert f"in use by process {sleeper.pid} on {socket.gethostname()}" in str(raised.value)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    RunLock(str(tmp_path), resume=True).release()  # that process is gone: stale
+    (tmp_path / ".lock").write_text(json.dumps({"pid": 1, "host": "another-colab-machine"}))
+    with pytest.raises(CheckpointError, match="another-colab-machine"):
+        RunLock(str(tmp_path), resume=False)  # a new run does not take it over
+    taken = RunLock(str(tmp_path), resume=True)  # a resume on a new machine does
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    taken.release()
+    assert not (tmp_path / ".lock").exists()
+    lock.release()  # releasing twice, or a lock already gone, is harmless
+
+
+def test_a_new_run_refuses_a_folder_with_an_earlier_progress_csv(tmp_path):
+    (tmp_path / "progress.csv").write_text("step,game\n100,1\n")
+    with pytest.raises(CheckpointError, match="would overwrite; choose another --run-dir"):
+        open_run(str(tmp_path / "checkpoints"), resume=False, env_id="BreakoutNoFrameskip-v4")

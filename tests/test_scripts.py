@@ -334,3 +334,24 @@ def test_ctrl_c_twice_stops_at_once_with_one_message(tmp_path):
                         str(resumed_at + 200))
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resumed {run_dir} at step {resumed_at:,}" in result.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_while_evaluating_prints_the_scores_so_far(breakout_run, tmp_path):
+    _, run_dir, _ = breakout_run
+    video_dir = tmp_path / "E"
+    process = start_script("breakout_dqn.py", "--evaluate", run_dir, "--episodes", "50",
+                           "--video-dir", str(video_dir))
+    deadline = time.monotonic() + 120
+    while not (video_dir.exists() and any("_score" in name for name in os.listdir(video_dir))):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)  # the first game is finished and saved
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    finished = re.findall(r"game (\d+): score", stdout)
+    assert finished and "Mean score over" in stdout
+    assert f"Stopped by SIGTERM after {len(finished)} of 50 games." in stderr
+    videos = os.listdir(video_dir)
+    assert len(videos) == len(finished)  # the unfinished game's video was dropped
+    assert not any("recording" in name for name in videos)

@@ -117,3 +117,26 @@ def test_a_label_keeps_evaluation_videos_apart(tmp_path):
     play_games(env, 1)
     env.close()
     assert [name[:35] for name in os.listdir(tmp_path)] == ["breakout_evaluation_game000001_scor"]
+
+
+@pytest.mark.parametrize("folder", ["uncreatable", "unwritable"])
+def test_a_video_folder_that_cannot_be_written_warns_and_play_goes_on(tmp_path, capsys, folder):
+    if folder == "uncreatable":
+        (tmp_path / "a-file").write_text("")
+        video_dir = tmp_path / "a-file" / "videos"  # a folder inside a file cannot exist
+    else:
+        video_dir = tmp_path / "videos"
+        video_dir.mkdir()
+        video_dir.chmod(0o500)
+        if os.access(video_dir, os.W_OK):  # root can write anyway: make it a file instead
+            video_dir.chmod(0o700)
+            video_dir.rmdir()
+            video_dir.write_text("")
+    env = make_env("BreakoutNoFrameskip-v4", video_dir=str(video_dir), video_every=1,
+                   max_frames_per_game=400)
+    play_games(env, 2)  # no AttributeError, no crash: the games are played
+    env.close()
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) >= 2  # one line per game that was to be recorded
+    assert all(line.startswith("warning: could not write video of game") for line in warnings)
+    assert not (video_dir.is_dir() and os.listdir(video_dir))
