@@ -6,9 +6,9 @@ Accelerator: GPU recommended; a CPU run works, slowly.
 
 # GENERATED FILE: do not edit it by hand. `python tools/build_notebooks.py` wrote it
 # from breakout_dqn.py, common/config.py, common/video.py, common/atari.py,
-# common/checkpoint.py, common/cli.py, common/dqn.py, common/networks.py,
-# common/replay.py, common/logger.py and common/run.py; edit those and run that command
-# again.
+# common/fault_points.py, common/checkpoint.py, common/cli.py, common/dqn.py,
+# common/networks.py, common/replay.py, common/logger.py and common/run.py; edit those
+# and run that command again.
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ import inspect
 import json
 import math
 import re
+import shutil
 import signal
+import socket
 import sys
 import textwrap
 import time
@@ -99,6 +101,10 @@ a notebook unchanged.
 """
 
 ConfigT = TypeVar("ConfigT")
+
+
+HIGHEST_SCORES = {"Pong": 21.0, "Breakout": 864.0}
+"""The highest raw score of a game, where it is known (Breakout: two walls of 432)."""
 
 
 class ConfigError(ValueError):
@@ -187,7 +193,27 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
             parser.add_argument(flag, dest=field.name, type=kind, default=field.default,
                                 metavar=field.name.upper(), help=help_text)
     arguments = parser.parse_args(list(argv))
-    return config_class(**vars(arguments))
+    config = config_class(**vars(arguments))
+    # Parsed again with every default suppressed, only the flags given remain.
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    config._given_fields = frozenset(vars(parser.parse_args(list(argv))))
+    return config
+
+
+def given_fields(config: Any) -> frozenset[str]:
+    """The fields set on purpose: the flags given, or for a configuration built in code
+    (a notebook's ``Config(total_steps=...)``), the fields that differ from the defaults.
+
+    Why: on ``--resume`` a setting the user did not give takes the run's saved value,
+    and one the user gave must not be silently ignored.
+    """
+    given = getattr(config, "_given_fields", None)
+    if given is not None:
+        return given
+    defaults = type(config)()
+    return frozenset(field.name for field in dataclasses.fields(config)
+                     if getattr(config, field.name) != getattr(defaults, field.name))
 
 
 def _field_type(annotation: Any) -> type:
@@ -233,10 +259,21 @@ def check_config(config: Any) -> None:
         value = getattr(config, name, 0.0)
         if has(name) and not 0.0 <= value <= 1.0:
             raise ConfigError(f"{flag(name)} must be between 0 and 1, got {value}")
-    if has("learning_rate") and not (config.learning_rate > 0 and math.isfinite(config.learning_rate)):
-        raise ConfigError(f"--learning-rate must be a positive number, got {config.learning_rate}")
-    if has("solved_at") and not math.isfinite(config.solved_at):
-        raise ConfigError(f"--solved-at must be a finite number, got {config.solved_at}")
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{flag(field.name)} must be a finite number, got {value}")
+    for name in ("learning_rate", "max_gradient_norm"):
+        if has(name) and not getattr(config, name) > 0:
+            raise ConfigError(f"{flag(name)} must be a positive number, got {getattr(config, name)}")
+    if has("seed") and not 0 <= config.seed < 2**32:
+        raise ConfigError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {config.seed}")
+    if has("solved_at") and has("env_id"):
+        game = config.env_id.split("NoFrameskip")[0]
+        if game in HIGHEST_SCORES and config.solved_at > HIGHEST_SCORES[game]:
+            raise ConfigError(f"--solved-at {config.solved_at:g} cannot be reached in {game}, "
+                              f"whose highest score is {HIGHEST_SCORES[game]:g}; pass a lower "
+                              f"--solved-at")
     if has("buffer_size") and has("batch_size") and config.buffer_size < config.batch_size:
         raise ConfigError(f"--buffer-size ({config.buffer_size}) must be at least "
                           f"--batch-size ({config.batch_size})")
@@ -345,7 +382,8 @@ class GameRecorder(gym.Wrapper):
         self._score = 0.0
         if self.game_number % self.every == 0:
             self._start()
-            self._append_frame()
+            if self.recording:  # not when the folder cannot be written
+                self._append_frame()
         return observation, info
 
     def step(self, action):
@@ -354,8 +392,8 @@ class GameRecorder(gym.Wrapper):
         self._score += float(reward)
         if self.recording:
             self._append_frame()
-            if terminated or truncated:
-                self._finish()
+        if self.recording and (terminated or truncated):  # a failed frame stops the recording
+            self._finish()
         return observation, reward, terminated, truncated, info
 
     def close(self):
@@ -547,8 +585,8 @@ class EpisodicLife(gym.Wrapper):
         else:
             # Action 0 is NOOP in every Atari minimal action set.
             observation, _, terminated, truncated, info = self.env.step(0)
-            if terminated or truncated:
-                observation, info = self.env.reset()
+            if terminated or truncated:  # the game ended in that step (its frame limit)
+                observation, info = _restart_keeping_score(self.env, info)
         self.was_real_game_over = False
         self.lives = self.env.unwrapped.ale.lives()
         return observation, info
@@ -602,9 +640,21 @@ class FireReset(gym.Wrapper):
         """
         _, reset_info = self.env.reset(seed=seed, options=options)
         observation, _, terminated, truncated, step_info = self.env.step(self.fire_action)
-        if terminated or truncated:
-            return self.env.reset()
+        if terminated or truncated:  # the game ended in the FIRE step (its frame limit)
+            return _restart_keeping_score(self.env, {**reset_info, **step_info})
         return observation, {**reset_info, **step_info}
+
+
+def _restart_keeping_score(env: gym.Env, info: dict[str, Any]):
+    """Resets ``env`` after a game ended inside a wrapper's own ``reset()``.
+
+    The ended game's raw score (``info["episode"]``) goes into the new game's reset
+    ``info``, so that the training loop and the evaluation count that game too.
+    """
+    observation, reset_info = env.reset()
+    if "episode" in info:
+        reset_info = {**reset_info, "episode": info["episode"]}
+    return observation, reset_info
 
 
 def make_env(
@@ -715,21 +765,59 @@ def make_env(
 
 
 """
+### common/fault_points.py
+
+Named points in the save code where a test can pause the process, to kill it there.
+
+Why: the promise that a kill, a crash or a power cut never loses a saved checkpoint
+is tested by killing training at the worst moments: between a checkpoint's files
+and the index that makes it count, in the middle of the replay memory's file, while
+a CSV row is written. A test sets ``DQN_PAUSE_AT`` to a point's name; the process
+then prints ``paused at <name>`` on stderr when it gets there and sleeps, so the
+test can kill it at that exact place. Unset, as in every real run, a point costs
+one dictionary lookup.
+"""
+
+PAUSE_SECONDS = 600.0
+"""How long a paused process waits for the test to kill it."""
+
+
+def pause_point(name: str) -> None:
+    """Pauses here if the environment variable ``DQN_PAUSE_AT`` names this point.
+
+    Args:
+        name: the point's name, e.g. ``"checkpoint-written"``.
+    """
+    if os.environ.get("DQN_PAUSE_AT") == name:
+        print(f"paused at {name}", file=sys.stderr, flush=True)
+        time.sleep(PAUSE_SECONDS)
+
+
+"""
 ### common/checkpoint.py
 
-Checkpoints that let a long run survive interruptions, and clean stops.
+Checkpoints that let a long run survive interruptions, crashes and damaged files.
 
 A checkpoint holds the online and target networks, the optimizer's state and a
 JSON record of the training loop (step and game counters, the running-reward
-window, the exploration random-number state, the game's id). The emulator's
-state is not saved: a resumed run starts a new game, and the steps of the game
-that was in progress are played again. All of it goes into one
-``tf.train.Checkpoint``, written by a ``tf.train.CheckpointManager``: the data
-files are written first and the small index file that names the latest
-checkpoint is replaced atomically last, so a process killed mid-write leaves the
-previous checkpoint as the latest valid one. The replay memory, when asked for,
-is saved beside it as a NumPy ``.npz`` file (no pickle) before the index moves.
-Nothing here executes code from a file it reads.
+window, the exploration random-number state, the game's id, the run's settings).
+The emulator's state is not saved: a resumed run starts a new game, and the steps
+of the game that was in progress are played again.
+
+A save goes in this order, each file flushed to the disk (fsync) before the next:
+
+1. the replay memory, when asked for, as ``replay-<step>.npz`` (NumPy, no pickle),
+   written to a temporary name and renamed;
+2. the checkpoint's own files, ``ckpt-<step>.index`` and ``ckpt-<step>.data-*``,
+   written by ``tf.train.Checkpoint.write``;
+3. the small text file ``checkpoint`` that names the latest checkpoint and the
+   kept ones, replaced atomically. Only now does the new checkpoint count.
+
+So a process killed, or a machine losing power, at any moment leaves the previous
+checkpoint as the latest complete one. A checkpoint damaged on disk anyway (a
+truncated file, an index file full of zeros) is skipped on resume, with one line
+saying so, in favour of the newest readable one that is kept. The last three
+checkpoints are kept. Nothing here executes code from a file it reads.
 """
 
 
@@ -739,7 +827,10 @@ class CheckpointError(RuntimeError):
 
 # What TensorFlow raises for a damaged or foreign checkpoint, depending on where it breaks.
 _READ_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError,
-                RuntimeError, StopIteration)
+                RuntimeError, StopIteration, UnicodeDecodeError, OSError)
+# What reading a damaged .npz raises (zipfile.BadZipFile for a cut-off archive).
+_REPLAY_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+_INDEX_FILE = "checkpoint"
 
 
 class Checkpointer:
@@ -756,21 +847,23 @@ class Checkpointer:
     def __init__(self, directory: str, q_network: keras.Model, target_network: keras.Model,
                  optimizer: keras.optimizers.Optimizer, max_to_keep: int = 3):
         self.directory = directory
+        self.max_to_keep = max_to_keep
         self._loop_state = tf.Variable("{}", dtype=tf.string, trainable=False)
         self._checkpoint = tf.train.Checkpoint(q_network=q_network, target_network=target_network,
                                                optimizer=optimizer, loop_state=self._loop_state)
-        self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep)
+        self._checkpoint.save_counter  # created now, so that every write saves it too
         self._optimizer = optimizer
         self._q_network = q_network
+        self._saved_step: int | None = None  # the step this object last saved
 
     @property
     def latest(self) -> str | None:
         """Path prefix of the newest complete checkpoint, or ``None``."""
-        return self._manager.latest_checkpoint
+        return latest_checkpoint(self.directory)
 
     def save(self, step: int, loop_state: dict[str, Any],
              replay_state: dict[str, np.ndarray] | None = None) -> str:
-        """Writes a checkpoint numbered ``step``.
+        """Writes a checkpoint numbered ``step`` (see the module docstring for the order).
 
         Args:
             step: agent steps taken so far; it numbers the checkpoint.
@@ -783,80 +876,149 @@ class Checkpointer:
         Raises:
             FloatingPointError: if a weight of the online network is NaN or
                 infinite; such a checkpoint would replace a good one.
+            CheckpointError: if the disk refuses the write; the previous
+                checkpoint stays the latest.
         """
-        if self.latest is not None and _step_of(self.latest) == step:
-            return self.latest  # already saved at this step; rewriting it would not be atomic
+        prefix = os.path.join(self.directory, f"ckpt-{step}")
+        if self._saved_step == step:
+            return prefix  # this object saved this very step already
         if not all(np.isfinite(weights).all() for weights in self._q_network.get_weights()):
             raise FloatingPointError(f"the network's weights are no longer finite at step "
                                      f"{step:,}, so no checkpoint was saved")
+        # Adam's moment slots only exist after the first update; a checkpoint saved
+        # while the memory fills must hold them too, or it could not be restored.
+        self._optimizer.build(self._q_network.trainable_variables)
         try:
             os.makedirs(self.directory, exist_ok=True)
             if replay_state is not None:
-                replay_path = self._replay_path(step)
-                temporary = replay_path + ".tmp.npz"  # np.savez keeps a name ending in .npz
-                np.savez(temporary, **replay_state)
-                os.replace(temporary, replay_path)
+                self._save_replay(step, replay_state)
             self._loop_state.assign(json.dumps(loop_state))
-            path = self._manager.save(checkpoint_number=step)
-            self._remove_stale_replays()
+            self._checkpoint.write(prefix)
+            for path in glob.glob(prefix + ".*"):
+                _fsync(path)
+            pause_point("checkpoint-written")  # a test may kill the process here
+            kept = sorted({*self._kept_steps(), step})[-self.max_to_keep:]
+            _write_index(self.directory, step, kept)
+            self._saved_step = step
         except (OSError, tf.errors.OpError) as error:
             raise CheckpointError(
                 f"could not write the checkpoint of step {step:,} to {self.directory} "
                 f"({_first_line(error)}); the last complete one is {self.latest or 'none'}; "
                 f"free some disk space, then resume with --resume") from None
-        return path
+        self._remove_unkept(kept)
+        return prefix
 
     def restore(self) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
-        """Loads the newest checkpoint into the networks and the optimizer.
+        """Loads the newest readable checkpoint into the networks and the optimizer.
+
+        A damaged newer checkpoint is skipped, with a line on stderr.
 
         Returns:
-            ``(loop_state, replay_state)``; ``replay_state`` is ``None`` when the
-            checkpoint was saved without the replay memory.
+            ``(loop_state, replay_archive)``: the replay memory's saved state as an
+            open ``np.load`` archive (read it with ``ReplayMemory.load_state_dict``,
+            then close it), or ``None`` when it was not saved or cannot be read.
 
         Raises:
-            CheckpointError: if there is no checkpoint or it cannot be read.
+            CheckpointError: if there is no checkpoint or none can be read.
         """
-        latest = self.latest
-        if latest is None:
-            raise CheckpointError(f"no checkpoint in {self.directory}; start a new run "
-                                  f"without --resume, or point --run-dir at the run to resume")
-        # Adam's moment slots exist only once the optimizer is built; restoring needs them.
+        candidates = checkpoint_candidates(self.directory)
+        if not candidates:
+            raise CheckpointError(f"no checkpoint in {self.directory}; point --run-dir at "
+                                  f"the run to resume, or start a new run in another --run-dir")
         self._optimizer.build(self._q_network.trainable_variables)
-        try:
-            self._checkpoint.restore(latest).assert_existing_objects_matched()
-            loop_state = json.loads(self._loop_state.numpy().decode())
-        except _READ_ERRORS as error:
-            raise CheckpointError(f"checkpoint {latest} cannot be read ({_first_line(error)}); "
-                                  f"it may be from another version or damaged") from None
-        replay_path = self._replay_path(_step_of(latest))
-        replay_state = None
-        if os.path.exists(replay_path):
+        failures = []
+        for prefix in candidates:
             try:
-                with np.load(replay_path, allow_pickle=False) as archive:
-                    replay_state = {key: archive[key] for key in archive.files}
-            except (OSError, ValueError) as error:
-                print(f"warning: saved replay memory {replay_path} cannot be read "
-                      f"({_first_line(error)}); it will be refilled.", file=sys.stderr)
-        return loop_state, replay_state
+                self._checkpoint.restore(prefix).assert_existing_objects_matched()
+                loop_state = json.loads(self._loop_state.numpy().decode())
+                break
+            except _READ_ERRORS as error:
+                failures.append(f"{os.path.basename(prefix)} ({_first_line(error)})")
+        else:
+            raise CheckpointError(f"no checkpoint in {self.directory} can be read: "
+                                  f"{'; '.join(failures)}; they may be damaged or of another "
+                                  f"version") from None
+        if failures:
+            print(f"warning: skipped damaged checkpoint {'; '.join(failures)}; resuming from "
+                  f"the newest readable one, {os.path.basename(prefix)}", file=sys.stderr,
+                  flush=True)
+        return loop_state, self._open_replay(_step_of(prefix), loop_state)
+
+    def _save_replay(self, step: int, replay_state: dict[str, np.ndarray]) -> None:
+        path = self._replay_path(step)
+        temporary = path + ".tmp.npz"  # np.savez keeps a name ending in .npz
+        needed = sum(np.asarray(array).nbytes for array in replay_state.values())
+        free = shutil.disk_usage(self.directory).free
+        if needed > free:
+            raise OSError(28, f"the replay memory needs {needed / 1e9:.1f} GB but only "
+                              f"{free / 1e9:.1f} GB of disk is free")
+        try:
+            np.savez(temporary, **replay_state)
+            pause_point("replay-written")  # a test may kill the process here
+            _fsync(temporary)
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            raise
+
+    def _open_replay(self, step: int, loop_state: dict[str, Any]):
+        path = self._replay_path(step)
+        if not os.path.exists(path):
+            if loop_state.get("replay_saved"):
+                print(f"warning: the replay memory saved with checkpoint {step} is missing "
+                      f"({path}); it refills.", file=sys.stderr, flush=True)
+            return None
+        try:
+            archive = np.load(path, allow_pickle=False)
+            archive.files  # reads the archive's table of contents
+            return archive
+        except _REPLAY_READ_ERRORS as error:
+            print(f"warning: the saved replay memory {path} cannot be read "
+                  f"({_first_line(error)}); it refills.", file=sys.stderr, flush=True)
+            return None
 
     def _replay_path(self, step: int) -> str:
         return os.path.join(self.directory, f"replay-{step}.npz")
 
-    def _remove_stale_replays(self) -> None:
-        kept = {_step_of(path) for path in self._manager.checkpoints}
-        for path in glob.glob(os.path.join(self.directory, "replay-*.npz*")):
-            match = re.fullmatch(r"replay-(\d+)\.npz", os.path.basename(path))
-            if match is None or int(match.group(1)) not in kept:
-                os.remove(path)
+    def _kept_steps(self) -> list[int]:
+        return [_step_of(prefix) for prefix in _indexed_checkpoints(self.directory)]
+
+    def _remove_unkept(self, kept: list[int]) -> None:
+        """Removes checkpoints and replays of steps not kept, and leftovers of failed saves."""
+        for path in glob.glob(os.path.join(self.directory, "*")):
+            match = re.fullmatch(r"(?:ckpt|replay)-(\d+)(\..*)?", os.path.basename(path))
+            partial = path.endswith(".tmp.npz") or "_temp" in os.path.basename(path)
+            if (match and int(match.group(1)) not in kept) or partial:
+                try:
+                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+                except OSError:
+                    pass  # a leftover that cannot go is harmless
+
+
+def checkpoint_candidates(directory: str) -> list[str]:
+    """Path prefixes of the checkpoints to try on resume, newest first.
+
+    The index file names the complete ones. Where it is missing or damaged, every
+    ``ckpt-<step>.index`` in the folder is a candidate, to be tried in turn.
+    """
+    indexed = _indexed_checkpoints(directory)
+    if indexed:
+        return indexed[::-1]
+    found = glob.glob(os.path.join(glob.escape(directory), "ckpt-*.index"))
+    return sorted((path[:-len(".index")] for path in found), key=_step_of, reverse=True)
 
 
 def latest_checkpoint(directory: str) -> str | None:
-    """Path prefix of the newest complete checkpoint in ``directory``, or ``None``."""
-    return tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    """Path prefix of the newest checkpoint that can be read in ``directory``, or ``None``."""
+    for prefix in checkpoint_candidates(directory):
+        if _read_loop_state_of(prefix) is not None:
+            return prefix
+    return None
 
 
 def read_loop_state(directory: str) -> dict[str, Any] | None:
-    """Reads the loop record of the newest checkpoint without building any model.
+    """Reads the loop record of the newest readable checkpoint without building any model.
 
     Why: a resume must be refused (another game, a missing checkpoint) before the
     run allocates gigabytes of replay memory or builds networks.
@@ -865,22 +1027,74 @@ def read_loop_state(directory: str) -> dict[str, Any] | None:
         directory: the checkpoint folder.
 
     Returns:
-        The loop state, or ``None`` if there is no checkpoint.
+        The loop state, or ``None`` if there is no checkpoint at all.
 
     Raises:
-        CheckpointError: if the newest checkpoint cannot be read.
+        CheckpointError: if checkpoints exist but none can be read.
     """
-    latest = latest_checkpoint(directory)
-    if latest is None:
-        return None
+    candidates = checkpoint_candidates(directory)
+    for prefix in candidates:
+        loop_state = _read_loop_state_of(prefix)
+        if loop_state is not None:
+            return loop_state
+    if candidates:
+        raise CheckpointError(f"no checkpoint in {directory} can be read (tried "
+                              f"{', '.join(os.path.basename(p) for p in candidates)}); they "
+                              f"may be damaged; the run's other files are untouched")
+    return None
+
+
+def _read_loop_state_of(prefix: str) -> dict[str, Any] | None:
     try:
-        reader = tf.train.load_checkpoint(latest)
+        reader = tf.train.load_checkpoint(prefix)
         key = next(name for name in reader.get_variable_to_shape_map()
                    if name.startswith("loop_state/"))
         return json.loads(reader.get_tensor(key).decode())
-    except _READ_ERRORS as error:
-        raise CheckpointError(f"checkpoint {latest} cannot be read ({_first_line(error)}); "
-                              f"it may be damaged") from None
+    except _READ_ERRORS:
+        return None
+
+
+def _indexed_checkpoints(directory: str) -> list[str]:
+    """The kept checkpoints the index file names, oldest first ([] if it is unreadable)."""
+    try:
+        with open(os.path.join(directory, _INDEX_FILE), encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError):
+        return []
+    names = re.findall(r'^all_model_checkpoint_paths: "(ckpt-\d+)"$', text, re.MULTILINE)
+    latest = re.findall(r'^model_checkpoint_path: "(ckpt-\d+)"$', text, re.MULTILINE)
+    if not latest or latest[0] not in names:
+        return []
+    prefixes = [os.path.join(directory, name) for name in names]
+    return [prefix for prefix in prefixes if os.path.exists(prefix + ".index")]
+
+
+def _write_index(directory: str, latest_step: int, kept_steps: list[int]) -> None:
+    """Replaces the index file atomically, in TensorFlow's own format."""
+    lines = [f'model_checkpoint_path: "ckpt-{latest_step}"']
+    lines += [f'all_model_checkpoint_paths: "ckpt-{step}"' for step in sorted(kept_steps)]
+    path = os.path.join(directory, _INDEX_FILE)
+    temporary = path + ".tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as file:
+            file.write("\n".join(lines) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        _fsync(directory)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def _fsync(path: str) -> None:
+    """Flushes a file, or a folder's list of names, to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def load_q_network(path: str) -> keras.Model:
@@ -941,7 +1155,7 @@ def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_a
             raise CheckpointError(f"{path} holds a run of {loop_state.get('env_id')}, "
                                   f"not {env_id}; pass --env-id {loop_state.get('env_id')}")
         q_network = build_q_network(observation_shape, num_actions)
-        latest = tf.train.latest_checkpoint(checkpoint_dir)
+        latest = latest_checkpoint(checkpoint_dir)
         try:  # only the online network is needed; the rest of the checkpoint is skipped
             tf.train.Checkpoint(q_network=q_network).restore(latest).expect_partial()
         except _READ_ERRORS as error:
@@ -960,15 +1174,20 @@ def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_a
 
 
 def save_model_atomically(model: keras.Model, path: str) -> None:
-    """Saves ``model`` to ``path`` through a temporary file, so a crash leaves no half file.
+    """Saves ``model`` to ``path`` through a temporary file, flushed to the disk first.
+
+    So a crash or a power cut leaves either the old file or the whole new one.
 
     Raises:
         CheckpointError: if the file cannot be written (a full disk, say).
     """
-    temporary = os.path.join(os.path.dirname(path) or ".", ".partial-" + os.path.basename(path))
+    folder = os.path.dirname(path) or "."
+    temporary = os.path.join(folder, ".partial-" + os.path.basename(path))
     try:
         model.save(temporary)
+        _fsync(temporary)
         os.replace(temporary, path)
+        _fsync(folder)
     except OSError as error:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -998,7 +1217,8 @@ cause or meet into one line on stderr and an exit status:
 - 0: finished, or stopped by Ctrl-C or SIGTERM after saving a checkpoint;
 - 1: training diverged (a NaN or infinite loss) or ran out of memory;
 - 2: a setting, folder or file that cannot work (the line says what to change);
-- 130: stopped at once by a second Ctrl-C.
+- 130: stopped at once by a second Ctrl-C, or an evaluation stopped by Ctrl-C
+  (143 by SIGTERM) after printing the scores of the games it finished.
 
 The advice on how to resume fits where the script runs: a shell command in a
 terminal, a ``%run`` line after ``%run``, and the setting to change in a notebook.
@@ -1055,6 +1275,9 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
     except (ConfigError, CheckpointError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as interrupted:
+        print(f"Stopped by {interrupted.signal_name} {interrupted.detail}.", file=sys.stderr)
+        return 128 + signal.Signals[interrupted.signal_name].value
     except FloatingPointError as error:
         print(f"{program}: training diverged: {error}; the last good checkpoint is "
               f"{latest_checkpoint(checkpoint_dir) or 'none'}; "
@@ -1139,6 +1362,19 @@ def check_writable(folder: str, flag: str) -> None:
     except OSError as error:
         raise ConfigError(f"cannot write to {flag} {folder!r} ({error.strerror or error}); "
                           f"choose a folder you can write to") from None
+
+
+class Interrupted(Exception):
+    """Raised by an evaluation stopped by a signal, after it has printed what it finished.
+
+    Args:
+        signal_name: ``"SIGINT"`` or ``"SIGTERM"``.
+        detail: what was done, e.g. ``"after 3 of 10 games"``.
+    """
+
+    def __init__(self, signal_name: str, detail: str):
+        super().__init__(f"stopped by {signal_name} {detail}")
+        self.signal_name, self.detail = signal_name, detail
 
 
 class GracefulStop:
@@ -1922,47 +2158,111 @@ class ReplayMemory:
         )
         return state
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state) -> None:
         """Restores a state returned by ``state_dict``, for example from ``np.load``.
 
         Why: resuming a run with a refilled or empty memory would change what the
         agent learns from.
 
         Args:
-            state: The arrays of ``state_dict``. The memory must have been constructed
-                with the same capacity, frame shape and history length.
+            state: The arrays of ``state_dict``, as a dict or as the open archive of
+                ``np.load(path)`` of an ``.npz`` file written with ``np.savez``. From
+                an archive, each array is read in pieces straight into this memory's
+                own buffers, so restoring needs no second copy of the frames in RAM.
+                The memory must have been constructed with the same capacity, frame
+                shape and history length.
 
         Raises:
-            ValueError: If a key is missing or the shapes do not match this memory.
+            ValueError: If a key is missing, the shapes do not match this memory, or
+                the archive is damaged. The memory is then left empty (it refills).
         """
         arrays = self._arrays()
-        required = [*arrays, "history_length", "cursor", "size", "num_valid", "episode_open",
-                    "rng_pcg64", "rng_has_uint32", "rng_uinteger"]
-        missing = [key for key in required if key not in state]
+        scalars = ["history_length", "cursor", "size", "num_valid", "episode_open",
+                   "rng_pcg64", "rng_has_uint32", "rng_uinteger"]
+        keys = state.files if isinstance(state, np.lib.npyio.NpzFile) else list(state)
+        missing = [key for key in [*arrays, *scalars] if key not in keys]
         if missing:
             raise ValueError(f"state is missing {missing}; pass the dict returned by state_dict().")
-        frames_shape = np.shape(state["frames"])
-        saved_history = int(state["history_length"])
+        try:
+            frames_shape = _saved_shape(state, "frames")
+            saved_history = int(state["history_length"])
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+            raise ValueError(f"the saved replay memory is damaged ({error})") from None
         if frames_shape != self._frames.shape or saved_history != self._history_length:
             raise ValueError(
                 f"state holds frames of shape {frames_shape} with history_length "
                 f"{saved_history}, but this memory has {self._frames.shape} and "
                 f"{self._history_length}; construct it with the saved capacity and shapes."
             )
-        for key, array in arrays.items():
-            # Copy into the existing buffers rather than keeping the loaded arrays.
-            np.copyto(array, np.asarray(state[key]).reshape(array.shape), casting="same_kind")
-        self._cursor = int(state["cursor"])
-        self._size = int(state["size"])
-        self._num_valid = int(state["num_valid"])
-        self._episode_open = bool(state["episode_open"])
-        state_high, state_low, inc_high, inc_low = (int(word) for word in state["rng_pcg64"])
+        try:
+            for key, array in arrays.items():
+                _copy_saved_array(state, key, array)
+            cursor, size, num_valid = (int(state[key]) for key in ("cursor", "size", "num_valid"))
+            episode_open = bool(state["episode_open"])
+            words = [int(word) for word in state["rng_pcg64"]]
+            has_uint32, uinteger = int(state["rng_has_uint32"]), int(state["rng_uinteger"])
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+            self._empty()
+            raise ValueError(f"the saved replay memory is damaged ({error})") from None
+        self._cursor, self._size, self._num_valid = cursor, size, num_valid
+        self._episode_open = episode_open
+        state_high, state_low, inc_high, inc_low = words
         self._rng.bit_generator.state = {
             "bit_generator": "PCG64",
             "state": {"state": (state_high << 64) | state_low, "inc": (inc_high << 64) | inc_low},
-            "has_uint32": int(state["rng_has_uint32"]),
-            "uinteger": int(state["rng_uinteger"]),
+            "has_uint32": has_uint32,
+            "uinteger": uinteger,
         }
+
+    def _empty(self) -> None:
+        """Forgets every stored transition (the buffers stay allocated)."""
+        self._valid[:] = False
+        self._episode_start[:] = False
+        self._cursor = self._size = self._num_valid = 0
+        self._episode_open = False
+
+
+_READ_CHUNK_BYTES = 64 * 2**20
+"""``load_state_dict`` reads saved frames in pieces of this size."""
+
+
+def saved_capacity(state) -> int:
+    """The capacity of a saved memory (a ``state_dict`` or its open ``.npz`` archive)."""
+    return _saved_shape(state, "frames")[0]
+
+
+def _saved_shape(state, key: str) -> tuple[int, ...]:
+    """The shape of a saved array, read from its header only when it is in an archive."""
+    if not isinstance(state, np.lib.npyio.NpzFile):
+        return np.shape(state[key])
+    with state.zip.open(key + ".npy") as member:
+        shape, _, _ = _read_npy_header(member)
+    return shape
+
+
+def _read_npy_header(member) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(member)
+    return np.lib.format.read_array_header_2_0(member)
+
+
+def _copy_saved_array(state, key: str, out: np.ndarray) -> None:
+    """Copies a saved array into ``out``; from an archive, in pieces, without a full copy."""
+    if not isinstance(state, np.lib.npyio.NpzFile):
+        np.copyto(out, np.asarray(state[key]).reshape(out.shape), casting="same_kind")
+        return
+    with state.zip.open(key + ".npy") as member:
+        shape, fortran_order, dtype = _read_npy_header(member)
+        if int(np.prod(shape)) != out.size or dtype != out.dtype or fortran_order:
+            raise ValueError(f"{key} is saved as {dtype} {shape}, expected {out.dtype} {out.shape}")
+        buffer = memoryview(out.reshape(-1).view(np.uint8))
+        position = 0
+        while position < len(buffer):
+            read = member.readinto(buffer[position:position + _READ_CHUNK_BYTES])
+            if not read:
+                raise ValueError(f"{key} is cut short at byte {position:,} of {len(buffer):,}")
+            position += read
 
 
 def _is_int(value: object) -> bool:
@@ -2058,6 +2358,7 @@ class RunLogger:
                _round(loss), _round(mean_q), _round(steps_per_second, 1), _round(elapsed, 2)]
         try:
             self._csv.writerow(row)
+            pause_point("csv-row")  # a test may kill the process here
             self._file.flush()
             self._write_scalars(step, scalars)
         except OSError as error:
@@ -2225,9 +2526,11 @@ A script's ``train()`` builds the environment, the networks and the memory, and
 runs the loop: act, store, learn, sync, log, stop. Everything else a long run needs
 lives here:
 
-1. ``Run(config)`` opens the run folder before any work: a resume needs a
-   checkpoint of the same game, a new run must not overwrite an old one, and the
-   replay memory must fit in the free RAM.
+1. ``Run(config)`` opens the run folder before any work: it takes the folder's lock
+   (a second process on the same folder is refused), a resume needs a checkpoint of
+   the same game, a new run must not overwrite an old one, and the replay memory
+   must fit in the free RAM. A resume takes the settings the run was saved with:
+   see ``settings_for_resume`` for which flags may change on ``--resume``.
 2. ``Run.start_or_restore`` either starts afresh (the target network equal to the
    online one) or brings back a saved run: networks, optimizer state, the
    ``LoopState`` (counters, recent scores, exploration random state) and, if it was
@@ -2235,6 +2538,15 @@ lives here:
 3. ``Run.save`` writes a checkpoint; ``Run.finish`` writes the last one, saves
    ``model.keras`` and says how the run ended.
 """
+
+OVERRIDABLE_ON_RESUME = ("total_steps", "solved_at", "learning_rate", "max_gradient_norm",
+                         "video_every", "video_dir", "log_every_games", "checkpoint_every",
+                         "overlap_updates", "save_replay")
+"""Settings a resumed run may change: they change how long it runs, what it records,
+or how large its steps are, not what it learns from or the network it learns."""
+
+NOT_RUN_SETTINGS = ("run_dir", "resume", "evaluate", "episodes", "eval_epsilon", "plot")
+"""Fields that say what to do now, not how the run learns; they are never saved."""
 
 RUNNING_REWARD_GAMES = 100
 """Games in the running reward's window (the keras-io example's "solved" rule)."""
@@ -2304,10 +2616,19 @@ class Run:
     """
 
     def __init__(self, config: Any, on_game: Callable[[dict], None] | None = None):
-        self.config = config
         self.checkpoint_dir = os.path.join(config.run_dir, "checkpoints")
-        self._saved = open_run(self.checkpoint_dir, config.resume, config.env_id)
-        check_memory(ReplayMemory.bytes_needed(config.buffer_size), ReplayMemory.bytes_needed(1))
+        self.lock = RunLock(config.run_dir, config.resume)
+        try:
+            self._saved = open_run(self.checkpoint_dir, config.resume, config.env_id)
+            if self._saved is not None:
+                config = settings_for_resume(config, self._saved.get("settings"))
+            # Restoring a saved memory reads it in pieces, so one piece is all it adds.
+            check_memory(ReplayMemory.bytes_needed(config.buffer_size) + 64 * 2**20,
+                         ReplayMemory.bytes_needed(1))
+        except BaseException:
+            self.lock.release()
+            raise
+        self.config = config
         self._on_game = on_game
         self.memory_restored = False
         self.logger: RunLogger | None = None
@@ -2339,17 +2660,14 @@ class Run:
             learner.sync_target()
             state = LoopState(rng=np.random.default_rng(config.seed))
         else:
-            loop_state, replay_state = self._checkpointer.restore()
+            loop_state, replay_archive = self._checkpointer.restore()
             state = LoopState.from_dict(loop_state)
-            if replay_state is not None:
-                saved_size = len(replay_state["frames"])
-                if saved_size != config.buffer_size:
-                    raise ConfigError(f"--resume: the saved replay memory holds {saved_size} "
-                                      f"transitions; pass --buffer-size {saved_size} as the "
-                                      f"run did")
-                memory.load_state_dict(replay_state)
-                memory.end_episode()  # the game in progress was not saved: a new one starts
-                self.memory_restored = True
+            # The optimizer's learning rate is saved with it; a --learning-rate given
+            # with --resume replaces it (see settings_for_resume).
+            optimizer.learning_rate.assign(config.learning_rate)
+            if replay_archive is not None:
+                with replay_archive:
+                    self._restore_memory(memory, replay_archive)
             print(f"Resumed {config.run_dir} at step {state.step:,} after {state.games:,} games; "
                   f"replay memory {'restored' if self.memory_restored else 'refills'} "
                   f"({len(memory):,} transitions).", flush=True)
@@ -2359,6 +2677,19 @@ class Run:
         self.heldout_q = HeldOutQ(config.run_dir, self.logger, seed=config.seed,
                                   resume_step=resume_step)
         return state
+
+    def _restore_memory(self, memory: ReplayMemory, archive) -> None:
+        saved_size = saved_capacity(archive)
+        if saved_size != self.config.buffer_size:
+            raise ConfigError(f"--resume: the saved replay memory holds {saved_size} "
+                              f"transitions; pass --buffer-size {saved_size} as the run did")
+        try:
+            memory.load_state_dict(archive)
+        except ValueError as error:
+            print(f"warning: {error}; the replay memory refills.", file=sys.stderr, flush=True)
+            return
+        memory.end_episode()  # the game in progress was not saved: a new one starts
+        self.memory_restored = True
 
     def log_game(self, state: LoopState, epsilon: float, learner: BackgroundLearner) -> None:
         """Logs the game that just ended, with the mean loss and Q of its updates."""
@@ -2374,9 +2705,22 @@ class Run:
             FloatingPointError: if the network's weights are no longer finite.
         """
         learner.wait()  # a checkpoint holds whole updates only
-        replay_state = memory.state_dict() if self.config.save_replay else None
-        return self._checkpointer.save(state.step, {"env_id": self.config.env_id,
-                                                    **state.to_dict()}, replay_state)
+        config = self.config
+        settings = {name: value for name, value in dataclasses.asdict(config).items()
+                    if name not in NOT_RUN_SETTINGS}
+        record = {"env_id": config.env_id, **state.to_dict(), "settings": settings,
+                  "replay_saved": config.save_replay}
+        replay_state = memory.state_dict() if config.save_replay else None
+        try:
+            return self._checkpointer.save(state.step, record, replay_state)
+        except CheckpointError as error:
+            if replay_state is None or "the replay memory needs" not in str(error):
+                raise
+        # Not enough disk for the memory: save the rest, so that no progress is lost.
+        print(f"warning: no disk space for the replay memory at step {state.step:,}; the "
+              f"checkpoint is saved without it (a resume from it refills the memory)",
+              file=sys.stderr, flush=True)
+        return self._checkpointer.save(state.step, {**record, "replay_saved": False})
 
     def finish(self, state: LoopState, stop: Any, q_network: keras.Model,
                memory: ReplayMemory, learner: BackgroundLearner) -> dict[str, Any]:
@@ -2393,7 +2737,10 @@ class Run:
             A summary: ``step``, ``games``, ``stopped``, and for a finished run
             ``running_reward`` and ``model_path``.
         """
-        checkpoint_path = self.save(state, memory, learner)
+        try:
+            checkpoint_path = self.save(state, memory, learner)
+        finally:
+            self.lock.release()
         if stop.requested:
             print(f"Stopped by {stop.signal_name} at step {state.step:,}; checkpoint saved to "
                   f"{checkpoint_path}.", flush=True)
@@ -2413,9 +2760,131 @@ class Run:
     def __enter__(self) -> "Run":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
         if self.logger is not None:
             self.logger.close()
+        if exc_type is not None:  # finish() releases the lock of a run that ends well
+            self.lock.release()
+
+
+def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
+    """The configuration a resumed run goes on with: its saved settings, changed only
+    where the user asked and it is safe.
+
+    A setting the user did not give takes the run's saved value. One the user gave
+    that differs from it is taken, and announced, if it is in
+    ``OVERRIDABLE_ON_RESUME`` (how long to run, what to record, the step size);
+    any other (the game, the memory's size, the network, gamma, the batch size, the
+    schedules, the seed) is refused, since the run so far learnt with it.
+
+    Args:
+        config: the configuration as given (``given_fields`` says what was given).
+        saved: the settings the run's checkpoint holds; ``None`` for a checkpoint
+            made before settings were saved, whose run then goes on as given.
+
+    Returns:
+        The configuration to resume with.
+
+    Raises:
+        ConfigError: if a setting given cannot change on a resume.
+    """
+    if saved is None:
+        print("This run's checkpoint predates saved settings; it goes on with the settings "
+              "given now.", flush=True)
+        return config
+    given = given_fields(config)
+    taken, changed = {}, []
+    for name, saved_value in saved.items():
+        if name in NOT_RUN_SETTINGS or not hasattr(config, name):
+            continue
+        value = getattr(config, name)
+        if value == saved_value:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name not in given:
+            taken[name] = saved_value
+        elif name in OVERRIDABLE_ON_RESUME:
+            changed.append(f"{flag} {value} (was {saved_value})")
+        else:
+            raise ConfigError(f"--resume: {flag} cannot change during a run (this one uses "
+                              f"{saved_value}); leave it out, or start a new run in another "
+                              f"--run-dir")
+    if changed:
+        print(f"Resuming with changed settings: {', '.join(changed)}.", flush=True)
+    resumed = dataclasses.replace(config, **taken)
+    resumed._given_fields = given
+    return resumed
+
+
+class RunLock:
+    """A lock file that keeps two processes from writing into one run folder.
+
+    Why: two trainings in one folder would interleave ``progress.csv`` rows and
+    overwrite each other's checkpoints. The file ``<run-dir>/.lock`` names the
+    process and the machine that hold it. A lock is taken over when it is stale:
+    its process is gone from this machine, it is this very process (a notebook
+    kernel running training again), or it comes from another machine (a new Colab
+    session) and the user resumes.
+
+    Args:
+        run_dir: the run folder.
+        resume: whether the user resumes, which lets a lock from another machine go.
+
+    Raises:
+        CheckpointError: if a live process holds the folder.
+    """
+
+    def __init__(self, run_dir: str, resume: bool):
+        self.path = os.path.join(run_dir, ".lock")
+        self._held = False
+        os.makedirs(run_dir, exist_ok=True)
+        mine = {"pid": os.getpid(), "host": socket.gethostname()}
+        holder = _read_lock(self.path)
+        if holder is not None and not self._stale(holder, mine, resume):
+            raise CheckpointError(
+                f"{run_dir} is in use by process {holder.get('pid')} on {holder.get('host')}; "
+                f"wait for it to end, stop it, or choose another --run-dir")
+        temporary = f"{self.path}.{os.getpid()}.tmp"
+        with open(temporary, "w") as file:
+            json.dump(mine, file)
+        os.replace(temporary, self.path)
+        self._held = True
+
+    @staticmethod
+    def _stale(holder: dict, mine: dict, resume: bool) -> bool:
+        if not holder:
+            return True  # a damaged lock file holds nobody
+        if holder.get("host") != mine["host"]:
+            return resume  # a run moved to a new machine; a new run here would be refused
+        if holder.get("pid") == mine["pid"]:
+            return True
+        try:
+            os.kill(int(holder.get("pid", -1)), 0)
+        except ProcessLookupError:
+            return True  # that process has ended
+        except (PermissionError, ValueError, OverflowError):
+            return False
+        return False
+
+    def release(self) -> None:
+        """Removes the lock file, if this object holds it."""
+        if self._held:
+            self._held = False
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+
+
+def _read_lock(path: str) -> dict | None:
+    try:
+        with open(path) as file:
+            holder = json.load(file)
+        return holder if isinstance(holder, dict) else {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # a damaged lock file holds nobody
 
 
 def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None:
@@ -2436,15 +2905,28 @@ def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None
     loop_state = read_loop_state(directory)
     run_dir = os.path.dirname(directory.rstrip(os.sep)) or "."
     if resume and loop_state is None:
-        raise CheckpointError(f"--resume: no checkpoint in {directory}; "
-                              f"run without --resume to start a new run")
+        raise CheckpointError(f"--resume: no checkpoint in {directory} (a run saves its first "
+                              f"one after --checkpoint-every steps); to start a new run, "
+                              f"choose another --run-dir")
     if not resume and loop_state is not None:
         raise CheckpointError(f"{run_dir} already holds a run; add --resume to continue it, "
                               f"or choose another --run-dir")
+    if not resume and _has_rows(os.path.join(run_dir, "progress.csv")):
+        raise CheckpointError(f"{run_dir} holds the progress.csv of an earlier run, which a "
+                              f"new run would overwrite; choose another --run-dir")
     if resume and loop_state.get("env_id") != env_id:
         raise CheckpointError(f"--resume: {run_dir} holds a run of {loop_state.get('env_id')}, "
                               f"not {env_id}; choose another --run-dir")
     return loop_state if resume else None
+
+
+def _has_rows(path: str) -> bool:
+    """Whether a CSV file exists and holds more than its header."""
+    try:
+        with open(path) as file:
+            return sum(1 for _ in zip(range(2), file)) > 1
+    except OSError:
+        return False
 
 
 """
@@ -2525,8 +3007,9 @@ class Config:
     resume: bool = False
     """continue the run saved in --run-dir from its latest checkpoint."""
     save_replay: bool = False
-    """also save the replay memory in each checkpoint (up to 7 GB), so a resume need not
-    refill it."""
+    """also save the replay memory with each checkpoint, so a resume need not refill it:
+    7.1 GB each at 1,000,000 transitions, and up to 4 on disk at once (28 GB: the 3 kept
+    and the one being written); free disk space is checked before each."""
     evaluate: str = ""
     """instead of training, play a saved agent: a .keras file or a run folder."""
     # Deviation (evaluation-games): the paper scores 30 games; 10 take a third of the time.
@@ -2634,6 +3117,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     `on_game(row)`, if given, gets each finished game's logged values (a dict).
     """
     run = Run(config, on_game)  # refuses a bad resume or an occupied folder before any work
+    config = run.config  # on --resume: the run's saved settings, with the changes allowed
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=config.video_every,
                    first_game=run.games_played + 1)
     num_actions = int(env.action_space.n)  # Breakout: 4 (NOOP, FIRE, RIGHT, LEFT)
@@ -2665,7 +3149,8 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
             memory.add(observation, action, reward, next_observation, terminated, truncated)
             observation = next_observation
             if terminated or truncated:  # a life lost, or the game over: next episode
-                observation, _ = env.reset()
+                observation, reset_info = env.reset()
+                info = {**reset_info, **info}  # a game may end in reset's no-op or FIRE
             state.step += 1
 
             # Learn from a random batch of past transitions; now and then refresh the target.
@@ -2708,18 +3193,21 @@ def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network)
     rng = np.random.default_rng(config.seed)
     scores = []
     observation, _ = env.reset(seed=config.seed)
-    with env:
-        while len(scores) < config.episodes:
+    with GracefulStop() as stop, env:  # a stop drops the unfinished game and its video
+        while len(scores) < config.episodes and not stop.requested:
             action = choose_action(greedy_actions, observation, config.eval_epsilon, rng,
                                    num_actions)
             observation, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
-                observation, _ = env.reset()
+                observation, reset_info = env.reset()
+                info = {**reset_info, **info}  # a game may end in reset's no-op or FIRE
             if "episode" in info:
                 scores.append(float(info["episode"]["r"]))
                 print(f"game {len(scores)}: score {scores[-1]:g}", flush=True)
     print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} "
           f"(standard deviation {np.std(scores):.2f}). Videos in {config.video_dir}.", flush=True)
+    if stop.requested:
+        raise Interrupted(stop.signal_name, f"after {len(scores)} of {config.episodes} games")
     return scores
 
 
