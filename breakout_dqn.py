@@ -34,7 +34,7 @@ says `Deviation (...)`; the README's implementation details list exactly those.
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
 
@@ -132,6 +132,8 @@ class Config:
     and the one being written); free disk space is checked before each."""
     evaluate: str = ""
     """instead of training, play a saved agent: a .keras file or a run folder."""
+    plot: list[str] = field(default_factory=list)
+    """instead of training, draw the learning curves of these run folders (overlaid) as a PNG."""
     # Deviation (evaluation-games): the paper scores 30 games; 10 take a third of the time.
     episodes: int = 10
     """games to play with --evaluate (the paper played 30)."""
@@ -256,7 +258,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     # gets back its networks, optimizer, step and game counts, exploration state and,
     # if it was saved, its memory. Learning waits until the memory holds
     # learning_starts transitions of this process's play, unless it was restored.
-    state = run.start_or_restore(q_network, target_network, optimizer, memory, learner)
+    state = run.start_or_restore(q_network, target_network, optimizer, memory, learner, env)
     learn_from_step = state.step + (0 if run.memory_restored else config.learning_starts)
 
     observation, _ = env.reset(seed=config.seed + state.games)
@@ -285,7 +287,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
                 run.log_game(state, epsilon, learner)
                 if state.solved(config.solved_at):
                     break
-            run.heldout_q.after_step(state.step, memory, greedy_actions)  # the paper's Fig. 2
+            run.after_step(state, epsilon, memory, greedy_actions)  # held-out Q, progress line
             if state.step % config.checkpoint_every == 0:
                 run.save(state, memory, learner)
     return run.finish(state, stop, q_network, memory, learner)

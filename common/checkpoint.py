@@ -309,6 +309,8 @@ def _write_index(directory: str, latest_step: int, kept_steps: list[int]) -> Non
 
 def _fsync(path: str) -> None:
     """Flushes a file, or a folder's list of names, to the disk."""
+    if os.name == "nt" and os.path.isdir(path):
+        return  # Windows cannot open a folder; its renames are durable without this
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)

@@ -54,7 +54,8 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
 
     Args:
         config: the configuration.
-        train: called as ``train(config)`` unless ``config.evaluate`` names a model.
+        train: called as ``train(config)`` unless ``config.evaluate`` names a model
+            or ``config.plot`` names run folders to draw (``common.plot.plot_runs``).
         evaluate: called as ``evaluate(config)`` when it does.
         argv: the command line the configuration came from, for the resume advice.
 
@@ -65,6 +66,11 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
     checkpoint_dir = os.path.join(config.run_dir, "checkpoints")
     try:
         check_config(config)
+        if getattr(config, "plot", None):  # learning curves of finished or running runs
+            from common.plot import plot_runs  # matplotlib loads only when it is needed
+
+            print(f"Wrote {plot_runs(config.plot, config.solved_at)}", flush=True)
+            return 0
         if config.video_every > 0 or config.evaluate:
             check_writable(config.video_dir, "--video-dir")
         if config.evaluate:

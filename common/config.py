@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import textwrap
+import typing
 from typing import Any, Sequence, TypeVar
 
 ConfigT = TypeVar("ConfigT")
@@ -87,7 +88,8 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
 
     Args:
         config_class: the dataclass; each field becomes ``--field-name``. A
-            ``bool`` field becomes a ``--flag / --no-flag`` pair.
+            ``bool`` field becomes a ``--flag / --no-flag`` pair, and a
+            ``list[str]`` field a flag that takes one or more values.
         argv: the arguments; ``None`` reads ``sys.argv``, except for a notebook
             kernel's own arguments, which are ignored (``%run script.py --flag``
             still works).
@@ -105,12 +107,17 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
     for field in dataclasses.fields(config_class):
         flag = "--" + field.name.replace("_", "-")
         kind = _field_type(hints[field.name])
-        help_text = f"{docs.get(field.name, '')} (default: {field.default!r})"
+        default = (field.default_factory() if field.default is dataclasses.MISSING
+                   else field.default)  # a list field's default comes from its factory
+        help_text = f"{docs.get(field.name, '')} (default: {default!r})"
         if kind is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
-                                default=field.default, help=help_text)
+                                default=default, help=help_text)
+        elif kind is list:
+            parser.add_argument(flag, dest=field.name, type=str, nargs="+", default=default,
+                                metavar=field.name.upper(), help=help_text)
         else:
-            parser.add_argument(flag, dest=field.name, type=kind, default=field.default,
+            parser.add_argument(flag, dest=field.name, type=kind, default=default,
                                 metavar=field.name.upper(), help=help_text)
     arguments = parser.parse_args(list(argv))
     config = config_class(**vars(arguments))
@@ -138,12 +145,17 @@ def given_fields(config: Any) -> frozenset[str]:
 
 def _field_type(annotation: Any) -> type:
     """Maps a field annotation (possibly a string, with ``from __future__ import
-    annotations``) to the type argparse should convert to."""
-    names = {"int": int, "float": float, "str": str, "bool": bool}
+    annotations``) to the type argparse should convert to; ``list`` for ``list[str]``,
+    whose values stay strings."""
+    names = {"int": int, "float": float, "str": str, "bool": bool, "list[str]": list}
     if isinstance(annotation, str):
         if annotation not in names:
             raise TypeError(f"unsupported configuration field type {annotation!r}")
         return names[annotation]
+    if typing.get_origin(annotation) is list:
+        if typing.get_args(annotation) != (str,):
+            raise TypeError(f"unsupported configuration field type {annotation!r}")
+        return list
     return annotation
 
 

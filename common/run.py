@@ -35,7 +35,8 @@ from common.checkpoint import (CheckpointError, Checkpointer, read_loop_state,
                                save_model_atomically)
 from common.config import ConfigError, check_memory, given_fields
 from common.dqn import BackgroundLearner
-from common.logger import HeldOutQ, RunLogger
+from common.logger import (PICTURE_EVERY_SECONDS, HeldOutQ, RunLogger, action_names,
+                           start_banner)
 from common.replay import ReplayMemory, saved_capacity
 
 OVERRIDABLE_ON_RESUME = ("total_steps", "solved_at", "learning_rate", "max_gradient_norm",
@@ -141,8 +142,11 @@ class Run:
 
     def start_or_restore(self, q_network: keras.Model, target_network: keras.Model,
                          optimizer: keras.optimizers.Optimizer, memory: ReplayMemory,
-                         learner: BackgroundLearner) -> LoopState:
+                         learner: BackgroundLearner, env: Any = None) -> LoopState:
         """Starts a new run, or restores the saved one into these objects.
+
+        It prints the start banner (the game's actions are read from ``env``) and
+        opens the logs.
 
         Returns:
             The loop state to go on from. ``memory_restored`` says whether the
@@ -171,10 +175,18 @@ class Run:
                   f"replay memory {'restored' if self.memory_restored else 'refills'} "
                   f"({len(memory):,} transitions).", flush=True)
         resume_step = state.step if self._saved else None
+        print(start_banner(config, action_names(env), memory.nbytes, resume_step, state.games,
+                           self.memory_restored), flush=True)
+        # As train() computes it: learning waits for learning_starts steps of play,
+        # unless the memory was restored.
+        learn_from_step = state.step + (0 if self.memory_restored else config.learning_starts)
         self.logger = RunLogger(config.run_dir, config.log_every_games, resume_step=resume_step,
-                                on_game=self._on_game)
+                                on_game=self._on_game, total_steps=config.total_steps,
+                                learn_from_step=learn_from_step,
+                                picture_every_seconds=PICTURE_EVERY_SECONDS,
+                                solved_at=config.solved_at, title=config.env_id)
         self.heldout_q = HeldOutQ(config.run_dir, self.logger, seed=config.seed,
-                                  resume_step=resume_step)
+                                  resume_step=resume_step, draw_at_step=learn_from_step)
         return state
 
     def _restore_memory(self, memory: ReplayMemory, archive) -> None:
@@ -196,6 +208,23 @@ class Run:
         self.logger.log_game(state.step, state.games, state.recent_scores[-1],
                              state.running_reward, epsilon, loss, mean_q)
 
+    def after_step(self, state: LoopState, epsilon: float, memory: ReplayMemory,
+                   greedy_actions: Callable) -> None:
+        """Called once per agent step: the held-out Q and the progress line.
+
+        Why: the loop shows one line for both. The held-out Q is measured every
+        10,000 steps, a progress line printed at least once a minute; the rest of
+        the calls return at once.
+
+        Args:
+            state: the loop state after this step.
+            epsilon: the exploration rate of this step.
+            memory: the replay memory, from which the held-out states are drawn.
+            greedy_actions: the policy, which also gives the action values.
+        """
+        self.heldout_q.after_step(state.step, memory, greedy_actions)  # the paper's Fig. 2
+        self.logger.after_step(state.step, epsilon)
+
     def save(self, state: LoopState, memory: ReplayMemory, learner: BackgroundLearner) -> str:
         """Writes a checkpoint of the whole run; returns its path.
 
@@ -210,6 +239,7 @@ class Run:
         record = {"env_id": config.env_id, **state.to_dict(), "settings": settings,
                   "replay_saved": config.save_replay}
         replay_state = memory.state_dict() if config.save_replay else None
+        self.logger.flush_to_disk()  # the rows up to this step survive a power cut too
         try:
             return self._checkpointer.save(state.step, record, replay_state)
         except CheckpointError as error:
@@ -260,8 +290,11 @@ class Run:
         return self
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
+        stopped_at_once = exc_type is not None and not issubclass(exc_type, Exception)
+        if self.heldout_q is not None and exc_type is None:
+            self.heldout_q.close()  # a last held-out Q at the last step
         if self.logger is not None:
-            self.logger.close()
+            self.logger.close(draw_picture=not stopped_at_once)  # and a last progress.png
         if exc_type is not None:  # finish() releases the lock of a run that ends well
             self.lock.release()
 
@@ -303,7 +336,10 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
         if name not in given:
             taken[name] = saved_value
         elif name in OVERRIDABLE_ON_RESUME:
-            changed.append(f"{flag} {value} (was {saved_value})")
+            if isinstance(value, bool):  # --save-replay, --no-overlap-updates
+                changed.append(flag if value else flag.replace("--", "--no-", 1))
+            else:
+                changed.append(f"{flag} {value} (was {saved_value})")
         else:
             raise ConfigError(f"--resume: {flag} cannot change during a run (this one uses "
                               f"{saved_value}); leave it out, or start a new run in another "

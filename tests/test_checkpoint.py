@@ -30,6 +30,11 @@ def trained_parts(seed=0):
     return q_network, target_network, optimizer
 
 
+def fresh_parts():
+    """Untrained networks and optimizer: quick to make, enough to save or restore into."""
+    return tiny_network(), tiny_network("target_network"), keras.optimizers.Adam(1e-2)
+
+
 def test_round_trip_restores_networks_optimizer_and_loop_state(tmp_path):
     q_network, target_network, optimizer = trained_parts()
     saver = Checkpointer(str(tmp_path), q_network, target_network, optimizer)
@@ -51,7 +56,7 @@ def test_round_trip_restores_networks_optimizer_and_loop_state(tmp_path):
 
 
 def test_keeps_the_last_three_and_their_replays_only(tmp_path):
-    saver = Checkpointer(str(tmp_path / "checkpoints"), *trained_parts())  # made on first save
+    saver = Checkpointer(str(tmp_path / "checkpoints"), *fresh_parts())  # made on first save
     tmp_path = tmp_path / "checkpoints"
     for step in (100, 200, 300, 400):
         saver.save(step, {"step": step}, {"frames": np.zeros(2, np.uint8)})
@@ -60,29 +65,29 @@ def test_keeps_the_last_three_and_their_replays_only(tmp_path):
     assert replays == ["replay-200.npz", "replay-300.npz", "replay-400.npz"]
     saver.save(500, {"step": 500})  # saved without the memory
     assert read_loop_state(str(tmp_path)) == {"step": 500}
-    assert Checkpointer(str(tmp_path), *trained_parts()).restore()[1] is None
+    assert Checkpointer(str(tmp_path), *fresh_parts()).restore()[1] is None
 
 
 def test_a_partly_written_checkpoint_is_never_the_latest(tmp_path):
-    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver = Checkpointer(str(tmp_path), *fresh_parts())
     saver.save(100, {"step": 100})
     # What a kill -9 in the middle of the next save leaves: data files, no index update.
     (tmp_path / "ckpt-200.data-00000-of-00001").write_bytes(b"\x00" * 10)
     (tmp_path / "replay-200.npz.tmp.npz").write_bytes(b"PK")
     assert read_loop_state(str(tmp_path)) == {"step": 100}
-    assert Checkpointer(str(tmp_path), *trained_parts()).restore()[0] == {"step": 100}
+    assert Checkpointer(str(tmp_path), *fresh_parts()).restore()[0] == {"step": 100}
 
 
 def test_missing_and_damaged_checkpoints_give_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint in"):
-        Checkpointer(str(tmp_path), *trained_parts()).restore()
+        Checkpointer(str(tmp_path), *fresh_parts()).restore()
     assert read_loop_state(str(tmp_path / "nowhere")) is None
-    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver = Checkpointer(str(tmp_path), *fresh_parts())
     saver.save(100, {"step": 100})
     data = next(tmp_path.glob("ckpt-100.data*"))
     data.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="can be read: ckpt-100"):
-        Checkpointer(str(tmp_path), *trained_parts()).restore()
+        Checkpointer(str(tmp_path), *fresh_parts()).restore()
 
 
 def test_models_load_in_safe_mode_and_bad_files_are_refused(tmp_path):
@@ -127,7 +132,7 @@ def test_non_finite_weights_are_never_saved(tmp_path):
 
 
 def test_a_second_save_at_the_same_step_does_not_rewrite_the_latest(tmp_path):
-    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver = Checkpointer(str(tmp_path), *fresh_parts())
     first = saver.save(100, {"step": 100, "games": 1})
     data = next(tmp_path.glob("ckpt-100.data*"))
     written = data.stat().st_mtime_ns
@@ -137,7 +142,7 @@ def test_a_second_save_at_the_same_step_does_not_rewrite_the_latest(tmp_path):
 
 
 def test_a_full_disk_while_saving_keeps_the_last_complete_checkpoint(tmp_path, monkeypatch):
-    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver = Checkpointer(str(tmp_path), *fresh_parts())
     saver.save(100, {"step": 100})
 
     def disk_full(*arguments, **keywords):
@@ -202,7 +207,7 @@ def test_a_checkpoint_saved_before_the_first_update_restores(tmp_path):
 
 
 def saved_three(tmp_path):
-    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver = Checkpointer(str(tmp_path), *fresh_parts())
     for step in (100, 200, 300):
         saver.save(step, {"step": step})
     return saver
@@ -219,7 +224,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_good_one(tmp_path,
     else:
         (tmp_path / "ckpt-300.index").write_bytes(b"")
     assert read_loop_state(str(tmp_path))["step"] in (200, 300)  # the loop record may survive
-    loop_state, _ = Checkpointer(str(tmp_path), *trained_parts()).restore()
+    loop_state, _ = Checkpointer(str(tmp_path), *fresh_parts()).restore()
     assert loop_state == {"step": 200}
     warning = capsys.readouterr().err
     assert "skipped damaged checkpoint ckpt-300" in warning and warning.count("\n") == 1
@@ -230,18 +235,18 @@ def test_a_damaged_index_file_falls_back_to_the_checkpoint_files(tmp_path, index
     saved_three(tmp_path)
     (tmp_path / "checkpoint").write_bytes(index)
     assert read_loop_state(str(tmp_path)) == {"step": 300}
-    loop_state, _ = Checkpointer(str(tmp_path), *trained_parts()).restore()
+    loop_state, _ = Checkpointer(str(tmp_path), *fresh_parts()).restore()
     assert loop_state == {"step": 300}
 
 
 def test_after_a_fallback_the_damaged_step_is_written_again(tmp_path):
     saved_three(tmp_path)
     (tmp_path / "ckpt-300.index").write_bytes(b"\x00" * 64)
-    saver = Checkpointer(str(tmp_path), *trained_parts(seed=3))
+    saver = Checkpointer(str(tmp_path), *fresh_parts())
     assert saver.restore()[0] == {"step": 200}
     saver.save(300, {"step": 300, "again": True})
     assert read_loop_state(str(tmp_path)) == {"step": 300, "again": True}
-    assert Checkpointer(str(tmp_path), *trained_parts()).restore()[0]["again"]
+    assert Checkpointer(str(tmp_path), *fresh_parts()).restore()[0]["again"]
 
 
 def test_no_readable_checkpoint_is_one_line_that_destroys_nothing(tmp_path):
@@ -253,26 +258,26 @@ def test_no_readable_checkpoint_is_one_line_that_destroys_nothing(tmp_path):
     message = str(raised.value)
     assert "can be read" in message and "\n" not in message and "without --resume" not in message
     with pytest.raises(CheckpointError, match="can be read"):
-        Checkpointer(str(tmp_path), *trained_parts()).restore()
+        Checkpointer(str(tmp_path), *fresh_parts()).restore()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "missing"])
 def test_a_damaged_or_missing_replay_is_one_warning_and_none(tmp_path, capsys, damage):
-    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver = Checkpointer(str(tmp_path), *fresh_parts())
     saver.save(100, {"step": 100, "replay_saved": True}, {"frames": np.ones(5000, np.uint8)})
     replay = tmp_path / "replay-100.npz"
     if damage == "missing":
         replay.unlink()
     else:
         replay.write_bytes(replay.read_bytes()[:300])
-    loop_state, replay_archive = Checkpointer(str(tmp_path), *trained_parts()).restore()
+    loop_state, replay_archive = Checkpointer(str(tmp_path), *fresh_parts()).restore()
     assert loop_state["step"] == 100 and replay_archive is None
     warning = capsys.readouterr().err
     assert "it refills" in warning and warning.count("\n") == 1
 
 
 def test_a_failed_replay_write_leaves_no_temporary_file(tmp_path, monkeypatch):
-    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver = Checkpointer(str(tmp_path), *fresh_parts())
 
     def half_written(path, **arrays):
         with open(path, "wb") as file:
@@ -286,7 +291,7 @@ def test_a_failed_replay_write_leaves_no_temporary_file(tmp_path, monkeypatch):
 
 
 def test_not_enough_disk_for_the_replay_is_refused_before_writing(tmp_path, monkeypatch):
-    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver = Checkpointer(str(tmp_path), *fresh_parts())
     monkeypatch.setattr("common.checkpoint.shutil.disk_usage",
                         lambda path: type("Usage", (), {"free": 1000})())
     with pytest.raises(CheckpointError, match="the replay memory needs .* GB but only"):
@@ -299,11 +304,11 @@ def test_saved_files_are_flushed_to_disk_before_the_index_names_them(tmp_path, m
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda descriptor: (synced.append(
         os.readlink(f"/proc/self/fd/{descriptor}")), real_fsync(descriptor)))
-    saver = Checkpointer(str(tmp_path), *trained_parts())
+    saver = Checkpointer(str(tmp_path), *fresh_parts())
     saver.save(100, {"step": 100}, {"frames": np.zeros(2, np.uint8)})
     names = [os.path.basename(path) for path in synced]
     assert names.index("replay-100.npz.tmp.npz") < names.index("ckpt-100.index")
     assert any(name.startswith("ckpt-100.data") for name in names)
     assert names.index("ckpt-100.index") < names.index("checkpoint.tmp")
-    save_model_atomically(trained_parts()[0], str(tmp_path / "model.keras"))
+    save_model_atomically(fresh_parts()[0], str(tmp_path / "model.keras"))
     assert ".partial-model.keras" in [os.path.basename(path) for path in synced]

@@ -149,3 +149,26 @@ def test_parse_config_records_the_flags_given():
         {"total_steps", "resume"}
     assert given_fields(parse_config(ExampleConfig, [])) == frozenset()
     assert given_fields(ExampleConfig(gamma=0.5)) == {"gamma"}  # built in code
+
+
+@dataclasses.dataclass
+class ListConfig:
+    plot: list[str] = dataclasses.field(default_factory=list)
+    """run folders to draw."""
+    seed: int = 1
+    """seed."""
+
+
+def test_a_list_field_takes_one_or_more_values():
+    assert parse_config(ListConfig, []) == ListConfig(plot=[])
+    assert parse_config(ListConfig, ["--plot", "runs/a", "runs/b", "--seed", "2"]) == ListConfig(
+        plot=["runs/a", "runs/b"], seed=2)
+    assert parse_config(ListConfig, []).plot is not parse_config(ListConfig, []).plot
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(ListConfig, ["--plot"])  # a list flag needs at least one value
+    assert exit_info.value.code == 2
+    from common.config import _field_type
+
+    assert _field_type("list[str]") is list and _field_type(list[str]) is list
+    with pytest.raises(TypeError, match="unsupported"):
+        _field_type(list[int])

@@ -1,15 +1,20 @@
 """Tests of common/logger.py: progress.csv rows, TensorBoard files, resume truncation,
-the smoothed rate and the held-out Q."""
+the smoothed rate, the start banner, the progress line and its time left, durable rows,
+the picture thread and the held-out Q."""
 
 import csv
 import math
 import os
+import threading
+import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.logger import PROGRESS_FIELDS, HeldOutQ, RunLogger
+from common.logger import (PROGRESS_FIELDS, HeldOutQ, ProgressPicture, RunLogger, StepRate,
+                           action_names, describe_device, format_duration, progress_line,
+                           start_banner, time_left)
 
 
 def read_rows(run_dir):
@@ -74,11 +79,31 @@ def test_a_full_disk_warns_once_and_logging_goes_on(tmp_path, capsys, monkeypatc
     def disk_full(*arguments):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(logger._file, "flush", disk_full)
+    monkeypatch.setattr(logger._progress._file, "flush", disk_full)
     logger.log_game(100, 1, 1.0, 1.0, 0.5, 0.1, 0.1)
     logger.log_game(200, 2, 1.0, 1.0, 0.5, 0.1, 0.1)
     assert capsys.readouterr().err.count("warning: could not write the log") == 1
     logger.close()
+
+
+def test_a_tensorboard_error_that_is_not_an_oserror_warns_once_and_logging_goes_on(
+        tmp_path, capsys, monkeypatch):
+    # TensorBoard's own writer reports a full disk as a TensorFlow error (TensorFlow 2.21:
+    # ResourceExhaustedError), which is no OSError.
+    logger = RunLogger(str(tmp_path))
+
+    def disk_full(*arguments):
+        raise tf.errors.ResourceExhaustedError(None, None, "events file; No space left on device")
+
+    monkeypatch.setattr(logger._events, "add_event", disk_full)
+    logger.log_game(100, 1, 1.0, 1.0, 0.5, 0.1, 0.1)
+    logger.log_scalar("charts/heldout_q", 100, 0.5)
+    logger.log_game(200, 2, 1.0, 1.0, 0.5, 0.1, 0.1)
+    logger.close()
+    warnings = capsys.readouterr().err
+    assert warnings.count("warning: could not write the log") == 1, warnings
+    assert "No space left on device" in warnings and "Traceback" not in warnings
+    assert [row[0] for row in read_rows(tmp_path)[1:]] == ["100", "200"]  # the CSV goes on
 
 
 def test_steps_per_second_is_smoothed_over_about_a_minute(tmp_path, monkeypatch):
@@ -119,41 +144,245 @@ def mean_pixel_q(observations):
     return None, tf.constant(values)
 
 
-def test_heldout_q_measures_a_fixed_set_and_resumes_with_it(tmp_path):
+def read_heldout(run_dir):
+    with open(os.path.join(run_dir, "heldout_q.csv"), newline="") as file:
+        return list(csv.reader(file))
+
+
+def test_heldout_q_draws_its_set_when_learning_starts_and_resumes_with_it(tmp_path):
     logger = RunLogger(str(tmp_path))
-    heldout = HeldOutQ(str(tmp_path), logger, size=5, every=100)
-    memory = FakeMemory(size=3)
-    heldout.after_step(100, memory, mean_pixel_q)  # fewer than 5 transitions: not yet
+    heldout = HeldOutQ(str(tmp_path), logger, size=5, every=100, draw_at_step=120)
+    memory = FakeMemory(size=50)
+    heldout.after_step(100, memory, mean_pixel_q)  # learning has not started: not yet
+    memory.size = 3
+    heldout.after_step(120, memory, mean_pixel_q)  # fewer than 5 transitions: not yet
     memory.size = 50
-    heldout.after_step(150, memory, mean_pixel_q)  # not a multiple of 100
-    for step in (200, 300):
-        heldout.after_step(step, memory, mean_pixel_q)
+    heldout.after_step(150, memory, mean_pixel_q)  # drawn, and measured at once
+    for step in range(151, 320):
+        heldout.after_step(step, memory, mean_pixel_q)  # measured at 200 and 300 only
     assert memory.draws == 1  # the set is drawn once
     states = heldout.states.copy()
-    expected = float(np.mean(np.mean(states, axis=(1, 2, 3)) + 2))
+    expected = str(round(float(np.mean(np.mean(states, axis=(1, 2, 3)) + 2)), 5))
+    heldout.close()  # a last point at the last step, 319
+    heldout.close()  # and only one
     logger.close()
-    with open(tmp_path / "heldout_q.csv", newline="") as file:
-        rows = list(csv.reader(file))
-    assert rows == [["step", "heldout_q"], ["200", str(round(expected, 5))],
-                    ["300", str(round(expected, 5))]]
-    assert scalar_steps(tmp_path, "charts/heldout_q") == [
-        (200, pytest.approx(expected)), (300, pytest.approx(expected))]
+    assert read_heldout(tmp_path) == [["step", "heldout_q"], ["150", expected],
+                                      ["200", expected], ["300", expected],
+                                      ["319", expected]]
+    assert [step for step, _ in scalar_steps(tmp_path, "charts/heldout_q")] == [
+        150, 200, 300, 319]
 
-    # A run resumed from step 250 measures the same states and drops the row of step 300.
+    # A run resumed from step 250 measures the same states and drops the rows after it.
     resumed_logger = RunLogger(str(tmp_path), resume_step=250)
-    resumed = HeldOutQ(str(tmp_path), resumed_logger, size=5, every=100, resume_step=250)
+    resumed = HeldOutQ(str(tmp_path), resumed_logger, size=5, every=100, resume_step=250,
+                       draw_at_step=250)
     np.testing.assert_array_equal(resumed.states, states)
-    resumed.after_step(300, FakeMemory(size=50), mean_pixel_q)
+    memory = FakeMemory(size=50)
+    for step in range(251, 402):
+        resumed.after_step(step, memory, mean_pixel_q)
+    resumed.close()
     resumed_logger.close()
-    with open(tmp_path / "heldout_q.csv", newline="") as file:
-        assert [row[0] for row in csv.reader(file)] == ["step", "200", "300"]
+    assert memory.draws == 0
+    assert [row[0] for row in read_heldout(tmp_path)] == ["step", "150", "200", "300", "400",
+                                                          "401"]
 
 
-def test_a_run_saved_before_heldout_states_draws_them_at_resume(tmp_path, capsys):
+def test_a_run_without_a_set_measures_nothing_at_close(tmp_path):
+    logger = RunLogger(str(tmp_path))
+    heldout = HeldOutQ(str(tmp_path), logger, size=5, every=100, draw_at_step=500)
+    heldout.after_step(300, FakeMemory(size=50), mean_pixel_q)
+    heldout.close()
+    logger.close()
+    assert read_heldout(tmp_path) == [["step", "heldout_q"]]
+
+
+@pytest.mark.parametrize("draw_at_step, when", [(1000, "drawn now, from the restored"),
+                                                (1500, "drawn at step 1,500, when the memory")])
+def test_a_run_saved_before_heldout_states_draws_them_at_resume(tmp_path, capsys,
+                                                                draw_at_step, when):
     logger = RunLogger(str(tmp_path), resume_step=1000)
-    heldout = HeldOutQ(str(tmp_path), logger, size=4, every=10, resume_step=1000)
-    assert "saved before it had held-out states" in capsys.readouterr().out
+    heldout = HeldOutQ(str(tmp_path), logger, size=4, every=10, resume_step=1000,
+                       draw_at_step=draw_at_step)
+    printed = capsys.readouterr().out
+    assert "saved before it measured a held-out Q" in printed and when in printed
     memory = FakeMemory(size=10)
-    heldout.after_step(1010, memory, mean_pixel_q)
+    heldout.after_step(1001, memory, mean_pixel_q)
+    assert memory.draws == (1 if draw_at_step == 1000 else 0)
+    heldout.after_step(1500, memory, mean_pixel_q)
     logger.close()
     assert memory.draws == 1 and (tmp_path / "heldout_states.npz").exists()
+
+
+BANNER_CONFIG = types.SimpleNamespace(
+    env_id="BreakoutNoFrameskip-v4", total_steps=10_000_000, solved_at=40.0,
+    buffer_size=1_000_000, learning_starts=50_000, run_dir="runs/breakout",
+    video_dir="videos/breakout", video_every=100)
+
+
+def test_the_start_banner_says_what_runs_where():
+    banner = start_banner(BANNER_CONFIG, ["NOOP", "FIRE", "RIGHT", "LEFT"], 7_064_000_000,
+                          device="CPU: Test CPU, 2 cores; no GPU found")
+    lines = banner.splitlines()
+    assert lines[0] == "Training BreakoutNoFrameskip-v4: 4 actions (NOOP, FIRE, RIGHT, LEFT)"
+    assert lines[1] == "  device         CPU: Test CPU, 2 cores; no GPU found"
+    assert "at most 10,000,000 agent steps" in lines[2] and "reaches 40" in lines[2]
+    assert "1,000,000 transitions, 7.06 GB" in lines[3] and "after 50,000 steps" in lines[3]
+    assert lines[4] == "  run folder     runs/breakout: a new run"
+    assert lines[5] == "  videos         videos/breakout (every 100th game)"
+    resumed = start_banner(types.SimpleNamespace(**{**vars(BANNER_CONFIG), "video_every": 0}),
+                           None, 10**6, resumed_step=150_000, games=812, device="GPU: X")
+    assert resumed.splitlines()[0] == "Training BreakoutNoFrameskip-v4"
+    assert "resumed from the checkpoint of step 150,000 (812 games)" in resumed
+    assert "none (--video-every 0)" in resumed
+    assert "learning restarts after 50,000 steps of play that fill it" in resumed
+    restored = start_banner(BANNER_CONFIG, None, 10**6, resumed_step=150_000,
+                            memory_restored=True, device="GPU: X")
+    assert "restored from the checkpoint, so learning goes on at once" in restored
+
+
+def test_action_names_and_the_device_in_words():
+    game = types.SimpleNamespace(unwrapped=types.SimpleNamespace(
+        get_action_meanings=lambda: ["NOOP", "FIRE"]))
+    assert action_names(game) == ["NOOP", "FIRE"]
+    assert action_names(types.SimpleNamespace()) is None  # a test game without names
+    device = describe_device()
+    expected = "GPU: " if tf.config.list_physical_devices("GPU") else "CPU: "
+    assert device.startswith(expected) and f"TensorFlow {tf.__version__}" in device
+
+
+def test_the_progress_line_has_every_field():
+    line = progress_line(41_200, 10_000_000, 210, 3.0, 1.52, 0.842, 0.0123, 0.251, 41.2,
+                         3723.0, learn_from_step=25_000)
+    assert line.split(" | ") == [
+        "step     41,200 of 10,000,000 (0.4%)", "games    210", "score      3",
+        "running reward    1.52", "epsilon 0.842", "loss 0.0123", "mean Q   0.251",
+        "  41.2 steps/s", "1:02:03 elapsed", "at most 2 days, 19:08:38 left"]
+    early = progress_line(0, None, 0, math.nan, math.nan, 1.0, math.nan, math.nan, math.nan, 0.4)
+    assert early.split(" | ") == [
+        "step          0", "games      0", "score      -", "running reward       -",
+        "epsilon 1.000", "loss      -", "mean Q       -", "     - steps/s", "0:00:00 elapsed"]
+    assert "\r" not in line and "\n" not in line
+
+
+def test_the_time_left_is_honest_while_the_memory_fills():
+    # While the memory fills, random play runs fast; the line says when learning starts.
+    assert time_left(10_000, 1_000_000, 2_000.0, learn_from_step=50_000) == (
+        "filling the memory, learning in 0:00:20")
+    assert time_left(10_000, 1_000_000, math.nan, learn_from_step=50_000) == "filling the memory"
+    assert time_left(60_000, 1_000_000, math.nan, learn_from_step=50_000) == (
+        "time left: measuring")
+    assert time_left(60_000, 1_000_000, 50.0, learn_from_step=50_000) == (
+        "at most 5:13:20 left")
+    assert format_duration(5.4) == "0:00:05" and format_duration(90_061) == "1 day, 1:01:01"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_line_at_least_once_a_minute_and_a_rate_measured_from_learning_on(
+        tmp_path, capsys, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr("common.logger.time.perf_counter", clock)
+    logger = RunLogger(str(tmp_path), print_every_games=10, total_steps=100_000,
+                       learn_from_step=5_000)
+    # Random play at 1,000 steps a second fills the memory for 5 seconds...
+    for step in range(1, 5_001):
+        clock.now = step / 1_000
+        logger.after_step(step, 1.0)
+    # ...then learning runs at 50 steps a second, without a game end, for 3 minutes.
+    for step in range(5_001, 5_001 + 50 * 180):
+        clock.now = 5.0 + (step - 5_000) / 50
+        logger.after_step(step, 0.9)
+    logger.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3  # at 60, 120 and 180 seconds
+    assert all(" | games      0 | " in line for line in lines)
+    last = lines[-1].split(" | ")
+    step = int(last[0].split()[1].replace(",", ""))  # about 5,000 + 175 s * 50 steps/s
+    assert abs(step - 13_750) <= 60 and last[0].endswith("of 100,000 (13.8%)")
+    seconds_left = (100_000 - step) / 50
+    assert last[-3:] == ["  50.0 steps/s", "0:03:00 elapsed",
+                         f"at most {format_duration(seconds_left)} left"]
+
+
+def test_the_rate_of_progress_csv_is_measured_afresh_when_learning_starts(tmp_path, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr("common.logger.time.perf_counter", clock)
+    logger = RunLogger(str(tmp_path), learn_from_step=1_000)
+    for step, now in [(500, 0.5), (1_000, 1.0), (1_050, 2.0), (1_150, 4.0)]:
+        clock.now = now
+        logger.log_game(step, step // 50, 1.0, 1.0, 1.0, 0.1, 0.1)
+    logger.close()
+    rates = [row[7] for row in read_rows(tmp_path)[1:]]
+    assert rates[0] == "nan" and rates[1] == "nan"  # the rate restarts at step 1,000
+    assert [float(rate) for rate in rates[2:]] == [50.0, 50.0]
+
+
+def test_step_rate_drops_points_older_than_its_window():
+    rate = StepRate(window_seconds=10)
+    assert math.isnan(rate.add(0.0, 0))
+    assert rate.add(5.0, 500) == 100.0
+    assert rate.add(14.0, 700) == 50.0  # from 0 s: 5 s is not yet a window older than 14 s
+    assert rate.add(16.0, 1600) == 100.0  # from 5 s, the newest point a window older than 14 s
+    rate.restart()
+    assert math.isnan(rate.add(17.0, 1700))
+
+
+def test_flush_to_disk_fsyncs_both_csv_files(tmp_path, capsys, monkeypatch):
+    synced = []
+    monkeypatch.setattr("common.logger.os.fsync", lambda fd: synced.append(os.readlink(
+        f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else fd))
+    logger = RunLogger(str(tmp_path))
+    logger.log_game(100, 1, 1.0, 1.0, 0.5, 0.1, 0.1)
+    logger.log_heldout_q(100, 0.5)
+    assert logger.flush_to_disk() is True
+    assert len(synced) == 2
+    if os.path.exists("/proc/self/fd"):
+        assert sorted(os.path.basename(path) for path in synced) == ["heldout_q.csv",
+                                                                    "progress.csv"]
+
+    def failing_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("common.logger.os.fsync", failing_fsync)
+    assert logger.flush_to_disk() is False
+    assert logger.flush_to_disk() is False
+    assert capsys.readouterr().err.count("Input/output error") == 1
+    monkeypatch.setattr("common.logger.os.fsync", lambda fd: None)
+    logger.close()
+    assert logger.flush_to_disk() is True  # closed: close made the rows durable
+
+
+def test_the_picture_is_redrawn_on_a_timer_and_when_the_logger_closes(tmp_path):
+    logger = RunLogger(str(tmp_path), picture_every_seconds=0.05, solved_at=3, title="Test")
+    logger.log_game(100, 1, 1.0, 1.0, 1.0, math.nan, math.nan)
+    picture = tmp_path / "progress.png"
+    for _ in range(200):  # the thread draws within 0.05 s, plus matplotlib's import
+        if picture.exists():
+            break
+        threading.Event().wait(0.05)
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    picture.unlink()
+    logger.log_game(200, 2, 2.0, 1.5, 1.0, 0.1, 0.1)
+    logger.close()
+    assert not logger.picture._thread.is_alive()
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the last redraw, at close
+
+
+def test_a_picture_that_cannot_be_written_warns_once_and_logging_goes_on(tmp_path, capsys):
+    (tmp_path / "progress.png").mkdir()  # a file cannot replace a folder
+    logger = RunLogger(str(tmp_path), picture_every_seconds=0.02)
+    logger.log_game(100, 1, 1.0, 1.0, 1.0, math.nan, math.nan)
+    threading.Event().wait(0.5)
+    logger.log_game(200, 2, 1.0, 1.0, 1.0, math.nan, math.nan)
+    logger.close()  # and the last redraw fails too
+    warnings = capsys.readouterr().err
+    assert warnings.count("warning: could not draw") == 1 and "training goes on" in warnings
+    assert "Traceback" not in warnings
+    assert [row[0] for row in read_rows(tmp_path)[1:]] == ["100", "200"]
+    assert ProgressPicture(str(tmp_path / "missing"), 60).redraw() is False

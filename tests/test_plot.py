@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
+from common.config import ConfigError
 from common.plot import (PANELS, RunFolderError, _plot_trailing_mean, draw_learning_curves,
-                         read_run, write_progress_png)
+                         plot_runs, read_run, write_progress_png)
 
 PROGRESS_HEADER = ("step,game,score,running_reward,epsilon,loss,mean_q,steps_per_second,"
                    "elapsed_seconds\n")
@@ -168,3 +169,22 @@ def test_an_unwritable_target_raises_oserror_and_leaves_no_temporary_file(tmp_pa
     with pytest.raises(OSError):
         write_progress_png(run, tmp_path / "missing-folder" / "progress.png")
     assert sorted(os.listdir(tmp_path)) == ["progress.png", "run"]
+
+
+def test_plot_runs_writes_one_runs_picture_in_its_folder_and_several_here(tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one = make_run(tmp_path / "seed1", games=4, heldout=[(1000, 0.1)])
+    assert plot_runs([str(one)], solved_at=2) == str(one / "progress.png")
+    assert (one / "progress.png").read_bytes()[:8] == PNG_SIGNATURE
+    # Two folders of the same name are told apart by their paths in the legend.
+    other = make_run(tmp_path / "b" / "seed1", games=3)
+    assert plot_runs([str(one), str(other)]) == "comparison.png"
+    assert (tmp_path / "comparison.png").read_bytes()[:8] == PNG_SIGNATURE
+    with pytest.raises(RunFolderError, match="holds no progress.csv"):
+        plot_runs([str(one), str(tmp_path / "b")])
+    assert issubclass(RunFolderError, ConfigError)
+    (tmp_path / "comparison.png").unlink()
+    (tmp_path / "comparison.png").mkdir()  # now it cannot be written
+    with pytest.raises(ConfigError, match="cannot write comparison.png"):
+        plot_runs([str(one), str(other)])

@@ -1,0 +1,328 @@
+"""Reference learning runs: how many steps, games and hours a game takes to be solved.
+
+Throughput says how fast the loop runs; this says whether, and how soon, it learns.
+It trains the reference runs, one after the other, with the script's default
+settings (Breakout: seeds 1, 2 and 3, each in `runs/reference/breakout-seedN`, no
+videos), and summarizes them:
+
+    python benchmarks/learning.py                   # trains; days on a CPU, hours on a GPU
+    python benchmarks/learning.py --seeds 1         # one seed
+    python benchmarks/learning.py -- --total-steps 2000000   # flags after -- go to the script
+    python benchmarks/learning.py --summarize-only  # only the summary of benchmarks/results/
+
+Each run is `python breakout_dqn.py --seed N --run-dir runs/reference/breakout-seedN
+--video-every 0`, with `--resume` when its folder already holds a checkpoint, so the
+command can be stopped (Ctrl-C: the run saves a checkpoint) and run again in a later
+session to carry on; a run that has finished (it saved `model.keras`) is not run again.
+When a run finishes, its small CSV files, `progress.csv` and `heldout_q.csv`, are
+copied to `benchmarks/results/<run name>/` with `machine.json`, a description of the
+machine that finished it; checkpoints and videos are never copied.
+
+The summary reads every folder of `benchmarks/results/` (or those named with
+`--runs`) and writes there:
+
+- `summary.md` and `summary.csv`: per run, the steps, games and wall time until the
+  running reward (the mean score of the last 100 games) first reached the threshold
+  over a full window of 100 games (the scripts' `solved_at`: Breakout 40, Pong 18),
+  or "not reached"; the games and steps played, the last running reward and held-out
+  Q, the wall time, the mean steps per second and the machine (CPU model, cores, GPU,
+  TensorFlow version).
+- `learning.png`: the runs' learning curves overlaid (`common/plot.py`).
+
+Wall time: `elapsed_seconds` in `progress.csv` counts from the start of each session
+and restarts at 0 after a resume, so the wall time of a run is the sum, over its
+sessions, of each session's `elapsed_seconds` at its last kept game. The minutes of a
+session after its last kept game (the steps played again after a resume) are not in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import importlib.metadata
+import json
+import math
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+from typing import Any, NamedTuple, Sequence
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `common` importable when run from a clean clone
+
+from common.logger import cpu_description  # noqa: E402  (no TensorFlow import)
+from common.plot import write_progress_png  # noqa: E402
+
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+SOLVED_WINDOW_GAMES = 100  # the running reward's window (common.run.RUNNING_REWARD_GAMES)
+SUMMARY_FIELDS = ("run", "threshold", "steps_to_threshold", "games_to_threshold",
+                  "hours_to_threshold", "steps", "games", "running_reward", "heldout_q",
+                  "hours", "steps_per_second", "machine")
+
+
+class RunSummary(NamedTuple):
+    """What the summary says of one run; ``None`` where a value does not exist."""
+
+    run: str
+    threshold: float
+    steps_to_threshold: int | None
+    games_to_threshold: int | None
+    hours_to_threshold: float | None
+    steps: int
+    games: int
+    running_reward: float | None
+    heldout_q: float | None
+    hours: float
+    steps_per_second: float | None
+    machine: str
+
+
+def summarize_run(folder: str | os.PathLike, threshold: float) -> RunSummary:
+    """Summarizes one results folder (``progress.csv``, maybe ``heldout_q.csv``).
+
+    Args:
+        folder: the folder; its name names the run.
+        threshold: the running reward that counts as solved.
+
+    Returns:
+        The run's summary. The threshold counts as reached at the first game from the
+        100th on whose running reward (over the last 100 games) is at least it.
+    """
+    folder = pathlib.Path(folder)
+    rows = _read_rows(folder / "progress.csv", ("step", "game", "running_reward",
+                                                "elapsed_seconds"))
+    seconds = _session_summed_seconds([row["elapsed_seconds"] for row in rows])
+    hours = [value / 3600 for value in seconds]
+    reached = next((index for index, row in enumerate(rows)
+                    if row["game"] >= SOLVED_WINDOW_GAMES and row["running_reward"] >= threshold),
+                   None)
+    heldout = _read_rows(folder / "heldout_q.csv", ("step", "heldout_q")) if (
+        folder / "heldout_q.csv").exists() else []
+    last = rows[-1] if rows else None
+    total_hours = hours[-1] if hours else 0.0
+    return RunSummary(
+        run=folder.name, threshold=threshold,
+        steps_to_threshold=int(rows[reached]["step"]) if reached is not None else None,
+        games_to_threshold=int(rows[reached]["game"]) if reached is not None else None,
+        hours_to_threshold=hours[reached] if reached is not None else None,
+        steps=int(last["step"]) if last else 0, games=int(last["game"]) if last else 0,
+        running_reward=last["running_reward"] if last else None,
+        heldout_q=heldout[-1]["heldout_q"] if heldout else None,
+        hours=total_hours,
+        steps_per_second=last["step"] / (total_hours * 3600) if last and total_hours else None,
+        machine=_read_machine(folder))
+
+
+def _session_summed_seconds(elapsed: Sequence[float]) -> list[float]:
+    """Wall time since the run's start at each row, summed over its sessions.
+
+    ``elapsed_seconds`` restarts at 0 in each session (after a resume): where it
+    falls, a new session begins, and the previous session's last value is added to
+    every later row.
+    """
+    total, offset, previous = [], 0.0, 0.0
+    for seconds in elapsed:
+        if seconds < previous:  # a resumed session started counting from 0
+            offset += previous
+        total.append(offset + seconds)
+        previous = seconds
+    return total
+
+
+def _read_rows(path: pathlib.Path, columns: Sequence[str]) -> list[dict[str, float]]:
+    """The rows of a CSV file as floats, skipping any that do not parse (a cut-short line)."""
+    rows = []
+    with open(path, newline="") as file:
+        for row in csv.DictReader(file):
+            try:
+                values = {name: float(row[name]) for name in columns}
+            except (TypeError, ValueError, KeyError):
+                continue
+            if all(math.isfinite(values[name]) for name in columns):
+                rows.append(values)
+    return rows
+
+
+def _read_machine(folder: pathlib.Path) -> str:
+    try:
+        machine = json.loads((folder / "machine.json").read_text())
+    except (OSError, ValueError):
+        return "unknown"
+    return (f"{machine.get('cpu', '?')}; GPU: {machine.get('gpu', '?')}; "
+            f"TensorFlow {machine.get('tensorflow', '?')}")
+
+
+def machine_description() -> dict[str, str]:
+    """This machine: CPU model and cores, GPUs (from ``nvidia-smi``), TensorFlow's version."""
+    try:
+        gpus = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30, check=True)
+        gpu = ", ".join(line.strip() for line in gpus.stdout.splitlines() if line.strip())
+    except (OSError, subprocess.SubprocessError):
+        gpu = ""
+    try:
+        tensorflow = importlib.metadata.version("tensorflow")
+    except importlib.metadata.PackageNotFoundError:
+        tensorflow = "not installed"
+    return {"cpu": cpu_description(), "gpu": gpu or "none", "tensorflow": tensorflow}
+
+
+def write_summary(summaries: Sequence[RunSummary], folders: Sequence[pathlib.Path],
+                  out_dir: pathlib.Path) -> str:
+    """Writes ``summary.md``, ``summary.csv`` and ``learning.png``; returns the markdown."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "summary.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(SUMMARY_FIELDS)
+        for summary in summaries:
+            writer.writerow(["" if value is None else
+                             round(value, 4) if isinstance(value, float) else value
+                             for value in summary])
+    markdown = markdown_table(summaries)
+    (out_dir / "summary.md").write_text(markdown + "\n")
+    if folders:
+        write_progress_png([str(folder) for folder in folders], out_dir / "learning.png",
+                           solved_at=summaries[0].threshold, title="Reference runs")
+    return markdown
+
+
+def markdown_table(summaries: Sequence[RunSummary]) -> str:
+    """The summary as a markdown table, one row per run."""
+    threshold = f"{summaries[0].threshold:g}" if summaries else "the threshold"
+    header = (f"| run | steps to {threshold} | games to {threshold} | hours to {threshold} "
+              f"| steps | games | running reward | held-out Q | hours | steps/s | machine |")
+    lines = [header, "| " + " | ".join(["---"] * (header.count("|") - 1)) + " |"]
+    for summary in summaries:
+        if summary.steps_to_threshold is None:
+            reached = ["not reached"] * 3
+        else:
+            reached = [f"{summary.steps_to_threshold:,}", f"{summary.games_to_threshold:,}",
+                       f"{summary.hours_to_threshold:.1f}"]
+        lines.append("| " + " | ".join([
+            summary.run, *reached, f"{summary.steps:,}", f"{summary.games:,}",
+            _maybe(summary.running_reward, ".2f"), _maybe(summary.heldout_q, ".3f"),
+            f"{summary.hours:.1f}", _maybe(summary.steps_per_second, ".1f"),
+            summary.machine]) + " |")
+    return "\n".join(lines)
+
+
+def _maybe(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def solved_at_of(script: pathlib.Path) -> float:
+    """The ``solved_at`` default of a script's ``Config``, read from its source.
+
+    Reading the source spares importing the script, and with it TensorFlow.
+    """
+    tree = ast.parse(script.read_text())
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and node.target.id == "solved_at" and node.value is not None):
+            return float(ast.literal_eval(node.value))
+    raise SystemExit(f"{script} has no Config.solved_at; pass --threshold")
+
+
+def train_reference_runs(script: pathlib.Path, seeds: Sequence[int], runs_dir: pathlib.Path,
+                         results_dir: pathlib.Path, extra_arguments: Sequence[str]) -> int:
+    """Trains (or carries on) each seed's run, copying each finished run's CSV files.
+
+    Returns:
+        0 when every run has finished, else the status of the run that did not.
+    """
+    game = script.stem.removesuffix("_dqn")
+    for seed in seeds:
+        name = f"{game}-seed{seed}"
+        run_dir = runs_dir / name
+        if not (run_dir / "model.keras").exists():
+            command = [sys.executable, str(script), "--seed", str(seed), "--run-dir",
+                       str(run_dir), "--video-every", "0", *extra_arguments]
+            # The index file TensorFlow's CheckpointManager writes once a checkpoint is whole.
+            if (run_dir / "checkpoints" / "checkpoint").exists():
+                command.append("--resume")
+            print(" ".join(command), flush=True)
+            status = _run_in_foreground(command)
+            if status != 0 or not (run_dir / "model.keras").exists():
+                print(f"{name} did not finish (status {status}); run this command again to "
+                      f"carry on.", file=sys.stderr)
+                return status or 1
+        copy_results(run_dir, results_dir / name)
+    return 0
+
+
+def _run_in_foreground(command: Sequence[str]) -> int:
+    """Runs a training run, leaving Ctrl-C to it: it saves a checkpoint, then stops."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return subprocess.run(command, cwd=ROOT,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                               signal.SIG_DFL)).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def copy_results(run_dir: pathlib.Path, out_dir: pathlib.Path) -> None:
+    """Copies a run's small CSV files and a description of this machine to ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("progress.csv", "heldout_q.csv"):
+        if (run_dir / name).exists():
+            shutil.copyfile(run_dir / name, out_dir / name)
+    (out_dir / "machine.json").write_text(json.dumps(machine_description(), indent=1) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Trains the reference runs (unless --summarize-only) and writes their summary."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--script", default="breakout_dqn.py", help="the game script to run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
+                        help="seeds to run (default: 1 2 3)")
+    parser.add_argument("--runs-dir", default="runs/reference",
+                        help="where the runs' folders go (default: runs/reference)")
+    parser.add_argument("--results-dir", default=str(RESULTS_DIR),
+                        help="where the small CSV files and the summary go")
+    parser.add_argument("--runs", nargs="+", default=None,
+                        help="summarize only these folders of --results-dir")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="running reward that counts as solved (default: the script's "
+                             "solved_at)")
+    parser.add_argument("--summarize-only", action="store_true",
+                        help="train nothing; summarize the folders of --results-dir")
+    arguments = parser.parse_args(argv)
+    script = ROOT / arguments.script
+    results_dir = pathlib.Path(arguments.results_dir)
+    threshold = (arguments.threshold if arguments.threshold is not None
+                 else solved_at_of(script))
+    status = 0
+    if not arguments.summarize_only:
+        status = train_reference_runs(script, arguments.seeds, ROOT / arguments.runs_dir,
+                                      results_dir, extra)
+    if arguments.runs:
+        names = arguments.runs
+        missing = [name for name in names if not (results_dir / name / "progress.csv").is_file()]
+        if missing:
+            parser.error("no progress.csv in "
+                         + ", ".join(str(results_dir / name) for name in missing))
+    elif results_dir.is_dir():
+        names = sorted(entry.name for entry in results_dir.iterdir()
+                       if (entry / "progress.csv").is_file())
+    else:
+        names = []
+    folders = [results_dir / name for name in names]
+    if not folders:
+        print(f"No results in {results_dir} yet.", file=sys.stderr)
+        return status or 2
+    summaries = [summarize_run(folder, threshold) for folder in folders]
+    print(write_summary(summaries, folders, results_dir))
+    print(f"Wrote {results_dir / 'summary.md'}, summary.csv and learning.png.")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
