@@ -6,9 +6,9 @@ Accelerator: GPU recommended; a CPU run works, slowly.
 
 # GENERATED FILE: do not edit it by hand. `python tools/build_notebooks.py` wrote it
 # from pong_dqn.py, common/config.py, common/video.py, common/atari.py,
-# common/fault_points.py, common/checkpoint.py, common/cli.py, common/dqn.py,
-# common/networks.py, common/replay.py, common/logger.py and common/run.py; edit those
-# and run that command again.
+# common/fault_points.py, common/checkpoint.py, common/plot.py, common/cli.py,
+# common/dqn.py, common/networks.py, common/replay.py, common/logger.py and
+# common/run.py; edit those and run that command again.
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ says `Deviation (...)`; the README's implementation details list exactly those.
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
 
@@ -56,8 +56,10 @@ import collections
 from concurrent.futures import Future, ThreadPoolExecutor
 import csv
 import dataclasses
+import datetime
 import glob
 import inspect
+import itertools
 import json
 import math
 import re
@@ -66,7 +68,9 @@ import signal
 import socket
 import sys
 import textwrap
+import threading
 import time
+import typing
 from typing import Any, Callable, NamedTuple, Sequence, TypeVar
 import warnings
 import zipfile
@@ -74,8 +78,12 @@ import zipfile
 import gymnasium as gym
 import imageio.v2 as imageio
 import keras
+import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 from tensorboard.compat.proto import event_pb2, summary_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
 import tensorflow as tf
 
 
@@ -168,7 +176,8 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
 
     Args:
         config_class: the dataclass; each field becomes ``--field-name``. A
-            ``bool`` field becomes a ``--flag / --no-flag`` pair.
+            ``bool`` field becomes a ``--flag / --no-flag`` pair, and a
+            ``list[str]`` field a flag that takes one or more values.
         argv: the arguments; ``None`` reads ``sys.argv``, except for a notebook
             kernel's own arguments, which are ignored (``%run script.py --flag``
             still works).
@@ -186,12 +195,17 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
     for field in dataclasses.fields(config_class):
         flag = "--" + field.name.replace("_", "-")
         kind = _field_type(hints[field.name])
-        help_text = f"{docs.get(field.name, '')} (default: {field.default!r})"
+        default = (field.default_factory() if field.default is dataclasses.MISSING
+                   else field.default)  # a list field's default comes from its factory
+        help_text = f"{docs.get(field.name, '')} (default: {default!r})"
         if kind is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
-                                default=field.default, help=help_text)
+                                default=default, help=help_text)
+        elif kind is list:
+            parser.add_argument(flag, dest=field.name, type=str, nargs="+", default=default,
+                                metavar=field.name.upper(), help=help_text)
         else:
-            parser.add_argument(flag, dest=field.name, type=kind, default=field.default,
+            parser.add_argument(flag, dest=field.name, type=kind, default=default,
                                 metavar=field.name.upper(), help=help_text)
     arguments = parser.parse_args(list(argv))
     config = config_class(**vars(arguments))
@@ -219,12 +233,17 @@ def given_fields(config: Any) -> frozenset[str]:
 
 def _field_type(annotation: Any) -> type:
     """Maps a field annotation (possibly a string, with ``from __future__ import
-    annotations``) to the type argparse should convert to."""
-    names = {"int": int, "float": float, "str": str, "bool": bool}
+    annotations``) to the type argparse should convert to; ``list`` for ``list[str]``,
+    whose values stay strings."""
+    names = {"int": int, "float": float, "str": str, "bool": bool, "list[str]": list}
     if isinstance(annotation, str):
         if annotation not in names:
             raise TypeError(f"unsupported configuration field type {annotation!r}")
         return names[annotation]
+    if typing.get_origin(annotation) is list:
+        if typing.get_args(annotation) != (str,):
+            raise TypeError(f"unsupported configuration field type {annotation!r}")
+        return list
     return annotation
 
 
@@ -1091,6 +1110,8 @@ def _write_index(directory: str, latest_step: int, kept_steps: list[int]) -> Non
 
 def _fsync(path: str) -> None:
     """Flushes a file, or a folder's list of names, to the disk."""
+    if os.name == "nt" and os.path.isdir(path):
+        return  # Windows cannot open a folder; its renames are durable without this
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -1207,6 +1228,369 @@ def _first_line(error: BaseException) -> str:
 
 
 """
+### common/plot.py
+
+Learning-curve pictures of one or more runs, drawn from their CSV files.
+
+A run folder holds ``progress.csv`` (one row per finished game) and, in runs that
+measure it, ``heldout_q.csv`` (a row every 10,000 or so agent steps). This module
+reads them and draws up to four panels against agent steps:
+
+1. ``score``: each game's raw score as faint dots, the running reward (the mean of
+   the last 100 games, as logged) as a line, and a dashed "solved at" line.
+2. ``heldout_q``: the mean over a fixed set of held-out states of max_a Q(s, a), the
+   smooth learning curve of Mnih et al. (2015, Fig. 2).
+3. ``loss``: the Huber loss of each game (the mean over its updates) as faint dots,
+   and its mean over the last 20 games as a line.
+4. ``epsilon``: the exploration rate.
+
+Three callers share it: the training loop redraws ``progress.png`` in its run folder,
+a ``--plot`` command (``plot_runs``) draws one run or overlays several, and a notebook
+refreshes a live figure.
+It draws on a ``matplotlib.figure.Figure`` and never imports ``pyplot`` or calls
+``matplotlib.use``, so the global backend stays as it was and a notebook's inline
+display keeps working; a figure made here is not registered with pyplot, so it is
+freed like any other object once it is no longer referenced.
+"""
+
+PANELS = ("score", "heldout_q", "loss", "epsilon")
+
+# Per panel: title, y-axis label, the sentence shown while no run has a point for it,
+# and where its legend goes (the legend sits on the first panel drawn).
+_PLOT_PANEL_TEXT = {
+    "score": ("Score per game (dots) and mean of the last 100 games (line)", "score",
+              "no finished game yet", "upper left"),
+    "heldout_q": ("Mean max Q over 500 held-out states", "max_a Q(s, a)",
+                  "no held-out Q yet", "upper left"),
+    "loss": ("Huber loss per game (dots) and mean of the last 20 games (line)", "loss",
+             "no loss yet: learning has not started", "upper right"),
+    "epsilon": ("Exploration rate epsilon", "epsilon", "no finished game yet",
+                "upper right"),
+}
+_PLOT_LOSS_WINDOW_GAMES = 20
+_PLOT_PROGRESS_COLUMNS = ("step", "score", "running_reward", "epsilon", "loss", "mean_q")
+_PLOT_HELDOUT_COLUMNS = ("step", "heldout_q")
+
+
+class RunFolderError(ConfigError):
+    """A folder given as a run folder is missing or holds no readable ``progress.csv``.
+
+    Why: a command that is handed a wrong path should print one line saying so,
+    not a traceback; its message names the folder and says what was expected. It is
+    a ``ConfigError`` (a ``ValueError``), which the scripts' command line reports in
+    one line with exit status 2.
+    """
+
+
+class RunCurves(NamedTuple):
+    """The learning curves of one run, as float64 arrays.
+
+    Attributes:
+        label: the name shown in the legend (by default the run folder's name).
+        step: agent steps when each game finished, shape ``(G,)`` for G games.
+        score: each game's raw score (all lives, rewards not clipped).
+        running_reward: mean score of the last 100 games at that game (fewer at first).
+        epsilon: exploration rate when the game finished.
+        loss: mean Huber loss of the updates during the game; NaN before learning starts.
+        mean_q: mean predicted Q(s, a) over those updates; NaN before learning starts.
+        q_step: agent steps of each held-out Q measurement, shape ``(M,)``; empty when
+            the run has no ``heldout_q.csv``.
+        heldout_q: mean over the held-out states of max_a Q(s, a), shape ``(M,)``.
+    """
+
+    label: str
+    step: np.ndarray
+    score: np.ndarray
+    running_reward: np.ndarray
+    epsilon: np.ndarray
+    loss: np.ndarray
+    mean_q: np.ndarray
+    q_step: np.ndarray
+    heldout_q: np.ndarray
+
+
+def read_run(run_dir: str | os.PathLike, label: str | None = None) -> RunCurves:
+    """Reads a run folder's ``progress.csv`` and, if there is one, ``heldout_q.csv``.
+
+    Why: the files are read while the run may still be writing them, or after it was
+    killed mid-write, so a last line cut short (or any other malformed row) is skipped
+    silently instead of failing the picture.
+
+    Args:
+        run_dir: the run folder.
+        label: name for the legend; ``None`` uses the folder's name.
+
+    Returns:
+        The run's curves; arrays are empty when the files hold only a header.
+
+    Raises:
+        RunFolderError: the folder does not exist or holds no ``progress.csv``, or
+            that file lacks the expected columns.
+    """
+    run_dir = os.fspath(run_dir)
+    if label is None:
+        label = os.path.basename(os.path.normpath(os.path.abspath(run_dir)))
+    if not os.path.isdir(run_dir):
+        raise RunFolderError(f"{run_dir} is not a folder; give the path of a run folder")
+    progress_path = os.path.join(run_dir, "progress.csv")
+    if not os.path.isfile(progress_path):
+        raise RunFolderError(f"{run_dir} holds no progress.csv; is it a run folder?")
+    progress = _plot_read_columns(progress_path, _PLOT_PROGRESS_COLUMNS)
+    heldout_path = os.path.join(run_dir, "heldout_q.csv")
+    if os.path.isfile(heldout_path):
+        heldout = _plot_read_columns(heldout_path, _PLOT_HELDOUT_COLUMNS)
+    else:  # runs from before the held-out measurement
+        heldout = {name: np.empty(0) for name in _PLOT_HELDOUT_COLUMNS}
+    return RunCurves(label=label, step=progress["step"], score=progress["score"],
+                     running_reward=progress["running_reward"],
+                     epsilon=progress["epsilon"], loss=progress["loss"],
+                     mean_q=progress["mean_q"], q_step=heldout["step"],
+                     heldout_q=heldout["heldout_q"])
+
+
+def draw_learning_curves(figure: Figure, runs: Sequence[RunCurves],
+                         solved_at: float | None = None,
+                         panels: Sequence[str] = PANELS) -> None:
+    """Draws the learning curves of one or more runs on ``figure``, replacing its content.
+
+    Why: the same picture serves a PNG written during training, several runs compared
+    on the command line and a notebook's live figure; clearing the figure first lets
+    a caller redraw the same figure in place. Each run keeps one colour in every panel
+    and the legend, on the first panel, names the runs. Four panels are laid out 2x2,
+    other counts side by side. The caller shows the figure (saves it, updates a
+    notebook display, or calls ``figure.canvas.draw_idle()``).
+
+    Args:
+        figure: the figure to draw on; its size and layout engine are left as they are.
+        runs: the runs to overlay, each from ``read_run``.
+        solved_at: running reward at which the game counts as solved, drawn as a dashed
+            line in the score panel; ``None`` draws none.
+        panels: which panels to draw, in order, from ``PANELS``; a notebook may ask for
+            ``("score",)`` alone.
+
+    Raises:
+        ValueError: ``panels`` is empty or names an unknown panel.
+    """
+    unknown = [name for name in panels if name not in _PLOT_PANEL_TEXT]
+    if unknown or not panels:
+        raise ValueError(f"panels must be a non-empty selection of {', '.join(PANELS)}; "
+                         f"got {', '.join(map(str, panels)) or 'none'}")
+    figure.clear()
+    rows, columns = (2, 2) if len(panels) == 4 else (1, len(panels))
+    # Every panel is drawn against agent steps, so they share the x axis: zooming one
+    # zooms all, and only the bottom row carries tick labels.
+    axes_grid = figure.subplots(rows, columns, sharex=True, squeeze=False)
+    colours = _plot_colours(len(runs))
+    step_formatter = FuncFormatter(_plot_format_steps)
+    for axes, panel in zip(axes_grid.flat, panels):
+        title, y_label, empty_text, _ = _PLOT_PANEL_TEXT[panel]
+        has_points = False
+        for run, colour in zip(runs, colours):
+            has_points |= _plot_draw_panel(axes, panel, run, colour)
+        if not has_points:
+            axes.text(0.5, 0.5, empty_text, transform=axes.transAxes, ha="center",
+                      va="center", color="grey")
+        axes.set_title(title, fontsize="medium")
+        axes.set_ylabel(y_label)
+        axes.xaxis.set_major_formatter(step_formatter)
+        axes.grid(True, alpha=0.3)
+    for axes in axes_grid[-1]:
+        axes.set_xlabel("agent steps")
+    legend_handles = [Line2D([], [], color=colour, label=run.label)
+                      for run, colour in zip(runs, colours)]
+    if solved_at is not None and "score" in panels:
+        score_axes = axes_grid.flat[panels.index("score")]
+        legend_handles.append(score_axes.axhline(
+            solved_at, color="black", linestyle="--", linewidth=1,
+            label=f"solved at {solved_at:g}"))
+    if legend_handles:
+        axes_grid.flat[0].legend(handles=legend_handles, fontsize="small",
+                                 loc=_PLOT_PANEL_TEXT[panels[0]][3])
+
+
+def plot_runs(run_dirs: Sequence[str | os.PathLike], solved_at: float | None = None) -> str:
+    """Draws the learning curves of one run, or of several overlaid; returns the PNG's path.
+
+    Why: ``--plot`` looks at runs that finished or are still going, to compare seeds
+    or settings. One run's picture goes where training puts it,
+    ``<run dir>/progress.png``; several go to ``comparison.png`` in the current folder.
+    The legend names each run by its folder (by the path as given when two folders
+    share a name).
+
+    Args:
+        run_dirs: one or more run folders.
+        solved_at: the running reward that solves the game, drawn dashed.
+
+    Returns:
+        The path of the PNG written.
+
+    Raises:
+        RunFolderError: a folder is not a run folder.
+        ConfigError: the picture cannot be written (the message says where).
+    """
+    run_dirs = [os.fspath(run_dir) for run_dir in run_dirs]
+    if not run_dirs:
+        raise ConfigError("--plot needs at least one run folder")
+    path = os.path.join(run_dirs[0], "progress.png") if len(run_dirs) == 1 else "comparison.png"
+    names = [os.path.basename(os.path.normpath(os.path.abspath(run_dir))) for run_dir in run_dirs]
+    labels = names if len(set(names)) == len(names) else run_dirs
+    try:
+        return write_progress_png(run_dirs, path, solved_at=solved_at, labels=labels)
+    except OSError as error:
+        raise ConfigError(f"cannot write {path} ({error.strerror or error}); run --plot "
+                          f"from a folder you can write to") from None
+
+
+def write_progress_png(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
+                       path: str | os.PathLike, solved_at: float | None = None,
+                       title: str | None = None, labels: Sequence[str] | None = None) -> str:
+    """Draws the four panels of one or more runs and saves them as a PNG, atomically.
+
+    Why: the training loop redraws ``progress.png`` every few minutes, and whoever has
+    it open (a browser, an image viewer, a notebook) must never see half a file; the
+    picture is written to a temporary file beside ``path`` and then renamed over it.
+    The figure is a bare ``Figure``, so pyplot and the global backend are untouched.
+
+    Args:
+        run_dirs: a run folder or a list of them, overlaid in that order.
+        path: where the PNG goes; its folder must exist.
+        solved_at: running reward at which the game counts as solved, or ``None``.
+        title: a title above the panels, or ``None`` for none.
+        labels: the legend's name of each run; ``None`` uses the folders' names.
+
+    Returns:
+        ``path``, as a string.
+
+    Raises:
+        RunFolderError: a folder is not a run folder (see ``read_run``).
+        OSError: the PNG cannot be written; no temporary file is left behind.
+    """
+    if isinstance(run_dirs, (str, os.PathLike)):
+        run_dirs = [run_dirs]
+    labels = [None] * len(run_dirs) if labels is None else labels
+    runs = [read_run(run_dir, label) for run_dir, label in zip(run_dirs, labels)]
+    figure = Figure(figsize=(12, 8), dpi=100)
+    draw_learning_curves(figure, runs, solved_at=solved_at)
+    if title:
+        figure.suptitle(title)
+    # Fixed margins suit this fixed size; a layout engine would measure every label
+    # on each save and take about as long again as drawing the picture.
+    figure.subplots_adjust(left=0.06, right=0.985, bottom=0.07, top=0.92 if title else 0.95,
+                           wspace=0.18, hspace=0.22)
+    path = os.fspath(path)
+    # The process id keeps two writers of the same picture off each other's file.
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "wb") as file:
+            figure.savefig(file, format="png")
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+        raise
+    return path
+
+
+def _plot_read_columns(path: str, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Reads the columns ``names`` of a CSV file, skipping rows that do not parse.
+
+    NumPy's parser reads a long run's file about ten times as fast as the ``csv``
+    module (0.06 s for 30,000 games); it refuses a file with any malformed row, which
+    is then read row by row.
+    """
+    with open(path, newline="") as file:
+        lines = file.read().splitlines(keepends=True)
+    header = next(csv.reader(lines[:1]), None)
+    if header is None:  # created, but killed before the header was written
+        return {name: np.empty(0) for name in names}
+    missing = [name for name in names if name not in header]
+    if missing:
+        raise RunFolderError(f"{path} has no column {', '.join(missing)}; "
+                             f"is it a progress file of this project?")
+    indices = [header.index(name) for name in names]
+    body = lines[1:]
+    if body and not body[-1].endswith("\n"):
+        body = body[:-1]  # a line cut short by a kill, or by a run still writing it
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty body is no news
+            table = np.loadtxt(body, delimiter=",", usecols=indices, ndmin=2,
+                               dtype=np.float64)
+        if table.shape[1] != len(names) or len(body) and any(
+                line.count(",") != len(header) - 1 for line in body):
+            raise ValueError("rows of another width")
+    except ValueError:
+        values = []
+        for row in csv.reader(body):
+            if len(row) != len(header):
+                continue
+            try:
+                values.append([float(row[index]) for index in indices])
+            except ValueError:
+                continue
+        table = np.array(values, dtype=np.float64)
+    table = table.reshape(-1, len(names))
+    return {name: table[:, column] for column, name in enumerate(names)}
+
+
+def _plot_draw_panel(axes, panel: str, run: RunCurves, colour) -> bool:
+    """Draws one run on one panel; returns whether it had any finite point to draw."""
+    if panel == "score":
+        axes.scatter(run.step, run.score, s=4, color=colour, alpha=0.25, linewidths=0)
+        axes.plot(run.step, run.running_reward, color=colour, linewidth=1.5)
+        return bool(np.isfinite(run.score).any())
+    if panel == "heldout_q":
+        # Markers, because early in a run a single measurement is no line at all.
+        axes.plot(run.q_step, run.heldout_q, color=colour, linewidth=1.5, marker=".",
+                  markersize=3)
+        return bool(np.isfinite(run.heldout_q).any())
+    if panel == "loss":
+        # Dots, not a faint line: a line through thousands of noisy values takes Agg
+        # seconds to draw (2 s for 30,000 games), dots a tenth of a second.
+        axes.scatter(run.step, run.loss, s=3, color=colour, alpha=0.2, linewidths=0)
+        axes.plot(run.step, _plot_trailing_mean(run.loss, _PLOT_LOSS_WINDOW_GAMES),
+                  color=colour, linewidth=1.5)
+        return bool(np.isfinite(run.loss).any())
+    axes.plot(run.step, run.epsilon, color=colour, linewidth=1.5)
+    axes.set_ylim(0.0, 1.05)
+    return bool(np.isfinite(run.epsilon).any())
+
+
+def _plot_trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the finite values among each value and the ``window - 1`` before it.
+
+    Positions whose window holds no finite value (before learning starts) are NaN.
+    """
+    finite = np.isfinite(values)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(finite)])
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(ends - window, 0)
+    window_counts = counts[ends] - counts[starts]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (sums[ends] - sums[starts]) / window_counts
+    return np.where(window_counts > 0, means, np.nan)
+
+
+def _plot_colours(count: int) -> list:
+    """One colour per run from matplotlib's colour cycle, repeating past its end."""
+    cycle = matplotlib.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    return [cycle[index % len(cycle)] for index in range(count)]
+
+
+def _plot_format_steps(value: float, _position=None) -> str:
+    """Writes an agent-step count for an axis: 500, 250k, 1.2M."""
+    if not math.isfinite(value):
+        return ""
+    magnitude = abs(value)
+    if magnitude >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if magnitude >= 1e3:
+        return f"{value / 1e3:.3g}k"
+    return f"{value:.0f}"
+
+
+"""
 ### common/cli.py
 
 The command line of the game scripts: one entry point, one set of messages.
@@ -1255,7 +1639,8 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
 
     Args:
         config: the configuration.
-        train: called as ``train(config)`` unless ``config.evaluate`` names a model.
+        train: called as ``train(config)`` unless ``config.evaluate`` names a model
+            or ``config.plot`` names run folders to draw (``common.plot.plot_runs``).
         evaluate: called as ``evaluate(config)`` when it does.
         argv: the command line the configuration came from, for the resume advice.
 
@@ -1266,6 +1651,11 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
     checkpoint_dir = os.path.join(config.run_dir, "checkpoints")
     try:
         check_config(config)
+        if getattr(config, "plot", None):  # learning curves of finished or running runs
+            # plot_runs: written in above, from common/plot.py.
+
+            print(f"Wrote {plot_runs(config.plot, config.solved_at)}", flush=True)
+            return 0
         if config.video_every > 0 or config.evaluate:
             check_writable(config.video_dir, "--video-dir")
         if config.evaluate:
@@ -2274,13 +2664,25 @@ def _is_int(value: object) -> bool:
 """
 ### common/logger.py
 
-What a run reports: a console line, ``progress.csv`` and TensorBoard scalars.
+What a run reports, and how: a start banner, a progress line, two CSV files,
+TensorBoard scalars, the held-out Q and a picture of the learning curves.
 
-Every finished game (all lives) becomes one row of ``<run-dir>/progress.csv`` and
-one point of each TensorBoard scalar in ``<run-dir>``; every few games a line is
-printed. Both files are flushed after each game, so even a killed run keeps
-every game it finished. A write that fails (a full disk) prints one warning and
-the run goes on: the log is not worth losing the training for.
+1. ``start_banner``: a few lines when training starts: the game and its actions,
+   the device, the budget, the replay memory, the folders, new run or resume.
+2. ``RunLogger``: one row of ``<run-dir>/progress.csv`` and one point of each
+   TensorBoard scalar per finished game (all lives); a progress line every few
+   games and at least once a minute (``progress_line``); the rows of
+   ``heldout_q.csv``; and ``progress.png``, redrawn every few minutes by a
+   background thread (``ProgressPicture``) and once more when the run closes.
+3. ``HeldOutQ``: the paper's smooth learning curve, the mean of max_a Q(s, a)
+   over a fixed set of 500 states drawn from the random play that fills the memory.
+
+The CSV files are flushed after each row, so even a killed run keeps every game it
+finished, and ``flush_to_disk`` makes them durable before a checkpoint counts as
+saved. A write that fails (a full disk) prints one warning and the run goes on: the
+log is not worth losing the training for. None of this may slow training down: the
+per-step calls cost a clock read, the rest happens once a game, once a second,
+every 10,000 steps or on another thread.
 """
 
 PROGRESS_FIELDS = ("step", "game", "score", "running_reward", "epsilon", "loss", "mean_q",
@@ -2288,53 +2690,285 @@ PROGRESS_FIELDS = ("step", "game", "score", "running_reward", "epsilon", "loss",
 HELDOUT_FIELDS = ("step", "heldout_q")
 RATE_WINDOW_SECONDS = 60.0
 """Steps per second are measured over about this much of the latest wall time."""
+RATE_SAMPLE_SECONDS = 1.0
+"""Between game ends, the step count is sampled for the rate at most this often."""
+PRINT_AT_LEAST_EVERY_SECONDS = 60.0
+"""A progress line is printed at least this often, even in the middle of a long game."""
+PICTURE_EVERY_SECONDS = 300.0
+"""``progress.png`` is redrawn this often while a run trains, and once when it closes."""
+
+
+def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: int,
+                 resumed_step: int | None = None, games: int = 0,
+                 memory_restored: bool = False, device: str | None = None) -> str:
+    """The lines printed when training starts: what runs, where, for how long.
+
+    Why: a long run's log should say at its top what produced it, and a wrong
+    device or folder is cheaper to notice now than hours later.
+
+    Args:
+        config: the script's configuration; this reads ``env_id``, ``total_steps``,
+            ``solved_at``, ``buffer_size``, ``learning_starts``, ``run_dir``,
+            ``video_dir`` and ``video_every``.
+        action_names: the game's actions (``action_names(env)``), or ``None``.
+        replay_bytes: the replay memory's size in bytes.
+        resumed_step: the checkpoint's step for a resumed run, ``None`` for a new one.
+        games: the games the resumed run had finished.
+        memory_restored: whether the resumed run got its replay memory back, so that
+            learning goes on at once instead of after a refill.
+        device: the device's description; ``None`` asks TensorFlow (``describe_device``).
+
+    Returns:
+        The lines, joined by newlines, without a final one.
+    """
+    actions = (f": {len(action_names)} actions ({', '.join(action_names)})"
+               if action_names else "")
+    if resumed_step is None:
+        run = "a new run"
+    else:
+        run = f"resumed from the checkpoint of step {resumed_step:,} ({games:,} games)"
+    if memory_restored:
+        filling = "restored from the checkpoint, so learning goes on at once"
+    else:
+        filling = (f"learning {'restarts' if resumed_step is not None else 'starts'} after "
+                   f"{config.learning_starts:,} steps of play that fill it")
+    videos = (f"{config.video_dir} ({_every_nth(config.video_every)} game)"
+              if config.video_every > 0 else "none (--video-every 0)")
+    return "\n".join([
+        f"Training {config.env_id}{actions}",
+        f"  device         {device or describe_device()}",
+        f"  steps          at most {config.total_steps:,} agent steps; stops earlier once "
+        f"the mean score of 100 games reaches {config.solved_at:g}",
+        f"  replay memory  {config.buffer_size:,} transitions, {replay_bytes / 1e9:.2f} GB; "
+        f"{filling}",
+        f"  run folder     {config.run_dir}: {run}",
+        f"  videos         {videos}",
+    ])
+
+
+def action_names(env: Any) -> list[str] | None:
+    """The names of a game's actions (Breakout: NOOP, FIRE, RIGHT, LEFT), if it has them."""
+    meanings = getattr(getattr(env, "unwrapped", env), "get_action_meanings", None)
+    return list(meanings()) if callable(meanings) else None
+
+
+def describe_device() -> str:
+    """The device TensorFlow computes on, in words: its first GPU, or the CPU.
+
+    TensorFlow places its work on the first GPU it finds, if any.
+    """
+    import tensorflow as tf  # already imported by any caller that trains
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"CPU: {cpu_description()}; no GPU found (TensorFlow {tf.__version__})"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    name = details.get("device_name", gpus[0].name)
+    others = f", the first of {len(gpus)} GPUs" if len(gpus) > 1 else ""
+    return f"GPU: {name}{others} (TensorFlow {tf.__version__})"
+
+
+def cpu_description() -> str:
+    """The CPU's model and the cores this process may use, e.g. ``Intel Xeon ..., 2 cores``."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    model = " ".join(line.split(":", 1)[1].split())
+                    break
+    except OSError:  # not Linux
+        pass
+    if not model:
+        import platform
+
+        model = platform.processor() or platform.machine() or "unknown CPU"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores"
+
+
+def progress_line(step: int, total_steps: int | None, games: int, score: float,
+                  running_reward: float, epsilon: float, loss: float, mean_q: float,
+                  steps_per_second: float, elapsed_seconds: float,
+                  learn_from_step: int = 0) -> str:
+    """One line of progress: where the run is, how it learns, how fast, how long.
+
+    Args:
+        step: agent steps so far.
+        total_steps: the run's ``--total-steps``, or ``None`` to leave out the
+            percentage and the time left.
+        games: games finished so far.
+        score: the raw score of the last finished game (NaN before any).
+        running_reward: mean raw score of the last 100 games (NaN before any).
+        epsilon: the exploration rate now.
+        loss: mean Huber loss of the last game's updates (NaN before learning starts).
+        mean_q: mean predicted Q(s, a) of those updates.
+        steps_per_second: steps per second over about the last minute (NaN if unknown).
+        elapsed_seconds: wall time since this process started training.
+        learn_from_step: the step at which learning starts; before it the memory fills.
+
+    Returns:
+        The line, without a newline, e.g. ``step 41,200 of 10,000,000 (0.4%) | ...
+        | 41.2 steps/s | 1:02:03 elapsed | at most 2 days, 19:08:38 left``.
+    """
+    where = f"step {step:>10,}"
+    if total_steps:
+        where += f" of {total_steps:,} ({100 * step / total_steps:.1f}%)"
+    parts = [where, f"games {games:>6,}", f"score {_show(score, 'g', 6)}",
+             f"running reward {_show(running_reward, '.2f', 7)}", f"epsilon {epsilon:.3f}",
+             f"loss {_show(loss, '.4f', 6)}", f"mean Q {_show(mean_q, '.3f', 7)}",
+             f"{_show(steps_per_second, '.1f', 6)} steps/s",
+             f"{format_duration(elapsed_seconds)} elapsed"]
+    if total_steps:
+        parts.append(time_left(step, total_steps, steps_per_second, learn_from_step))
+    return " | ".join(parts)
+
+
+def time_left(step: int, total_steps: int, steps_per_second: float,
+              learn_from_step: int = 0) -> str:
+    """The time left to ``total_steps`` at the current rate, as the progress line says it.
+
+    Why it waits for learning: while the memory fills, play is random and nothing is
+    learned, so steps go about ten times faster (on a 2-core CPU, 2,100 against
+    150-210 steps a second); an estimate from that rate would promise a tenth of the
+    real time. Before ``learn_from_step`` it says when learning starts instead, and
+    the logger measures the rate afresh from then, so the estimate rests on learning
+    steps only. It is labelled "at most": the run stops earlier when it is solved.
+
+    Args:
+        step: agent steps so far.
+        total_steps: the run's ``--total-steps``.
+        steps_per_second: the current rate; NaN while unknown.
+        learn_from_step: the step at which learning starts.
+
+    Returns:
+        ``at most 5:10:00 left``, ``filling the memory, learning in 0:00:23``, or
+        ``time left: measuring`` while the rate is unknown.
+    """
+    known = math.isfinite(steps_per_second) and steps_per_second > 0
+    if step < learn_from_step:
+        if not known:
+            return "filling the memory"
+        return (f"filling the memory, learning in "
+                f"{format_duration((learn_from_step - step) / steps_per_second)}")
+    if not known:
+        return "time left: measuring"
+    return f"at most {format_duration(max(total_steps - step, 0) / steps_per_second)} left"
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as ``0:00:05``, ``1:02:03`` or ``2 days, 7:33:20``."""
+    if not math.isfinite(seconds):
+        return "-"
+    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+
+
+class StepRate:
+    """Agent steps per second over about the last minute of wall time.
+
+    Why a window: the rate of one game jumps by a factor of two from game to game,
+    and the rate since the start still carries the fast random fill hours later.
+
+    Args:
+        window_seconds: how much of the latest wall time the rate covers.
+    """
+
+    def __init__(self, window_seconds: float = RATE_WINDOW_SECONDS):
+        self.window_seconds = window_seconds
+        self._points: collections.deque[tuple[float, int]] = collections.deque()
+
+    def add(self, now: float, step: int) -> float:
+        """Records that ``step`` steps were done at time ``now``; returns the rate.
+
+        The rate runs from the newest recorded point at least a window older than
+        the next one (or the oldest point kept) to ``now``; NaN until two points
+        with different steps are recorded.
+        """
+        points = self._points
+        points.append((now, step))
+        while len(points) > 2 and now - points[1][0] >= self.window_seconds:
+            points.popleft()
+        then, step_then = points[0]
+        if step == step_then or now <= then:
+            return math.nan
+        return (step - step_then) / (now - then)
+
+    def restart(self) -> None:
+        """Forgets every point: the next rate is measured from the next point on."""
+        self._points.clear()
 
 
 class RunLogger:
-    """Writes one row per finished game to CSV and TensorBoard, and prints a summary.
+    """Writes one row per finished game to CSV and TensorBoard, and prints progress.
 
     When a run resumes from a checkpoint taken at step ``resume_step``, the
     rows written after that step belong to games the resumed run will play again,
-    so they are dropped; the CSV then carries on without gaps or duplicates. For
-    TensorBoard the new event file starts with a ``SessionLog.START`` event at
-    ``resume_step + 1``, on which TensorBoard discards the earlier events from
-    that step on (its "purge orphaned data" rule), so its curves do not double
-    back either. TensorBoard's default fast loader (``--load_fast``) ignores that
-    event; it drops an old point only once a new point at an earlier or equal
-    step arrives, so a few old points may remain between the checkpoint and the
-    first new game; ``tensorboard --load_fast=false`` applies the rule exactly.
+    so they are dropped from ``progress.csv`` and ``heldout_q.csv``; the files then
+    carry on without gaps or duplicates. For TensorBoard the new event file starts
+    with a ``SessionLog.START`` event at ``resume_step + 1``, on which TensorBoard
+    discards the earlier events from that step on (its "purge orphaned data"
+    rule), so its curves do not double back either. TensorBoard's default fast
+    loader (``--load_fast``) ignores that event; it drops an old point only once a
+    new point at an earlier or equal step arrives, so a few old points may remain
+    between the checkpoint and the first new game; ``tensorboard
+    --load_fast=false`` applies the rule exactly.
+
+    A progress line is printed every ``print_every_games`` games and, from
+    ``after_step``, whenever a minute has gone by without one; between games its
+    score, loss and mean Q are those of the last finished game.
 
     Args:
-        run_dir: folder for ``progress.csv`` and the TensorBoard event files.
-        print_every_games: print a console line every this many games.
-        resume_step: keep the existing CSV up to this step (``None``: start afresh).
+        run_dir: folder for the CSV files, the TensorBoard event files and the picture.
+        print_every_games: print a progress line every this many games.
+        resume_step: keep the existing CSV rows up to this step (``None``: start afresh).
         on_game: called with each game's row as a dict (keys ``PROGRESS_FIELDS``),
             after it is written; a notebook's live display uses it.
+        total_steps: the run's ``--total-steps``, for the percentage and the time left.
+        learn_from_step: the step at which learning starts (after the memory fills);
+            the rate is measured afresh from then, for an honest time left.
+        picture_every_seconds: redraw ``progress.png`` this often on a background
+            thread and once at ``close``; ``None`` draws no picture.
+        solved_at: the running reward that solves the game, drawn in the picture.
+        title: the picture's title.
     """
 
     def __init__(self, run_dir: str, print_every_games: int = 10,
                  resume_step: int | None = None,
-                 on_game: Callable[[dict[str, float]], None] | None = None):
+                 on_game: Callable[[dict[str, float]], None] | None = None, *,
+                 total_steps: int | None = None, learn_from_step: int = 0,
+                 picture_every_seconds: float | None = None, solved_at: float | None = None,
+                 title: str | None = None):
         os.makedirs(run_dir, exist_ok=True)
+        self.run_dir = run_dir
         self.path = os.path.join(run_dir, "progress.csv")
+        self.heldout_path = os.path.join(run_dir, "heldout_q.csv")
         self.print_every_games = print_every_games
-        if resume_step is not None and os.path.exists(self.path):
-            _truncate_after(self.path, resume_step)
-        else:
-            with open(self.path, "w", newline="") as file:
-                csv.writer(file).writerow(PROGRESS_FIELDS)
-        self._file = open(self.path, "a", newline="")
-        self._csv = csv.writer(self._file)
-        self._events = EventFileWriter(run_dir)
+        self.total_steps, self.learn_from_step = total_steps, learn_from_step
+        self._warned = False
+        self._progress = _CsvFile(self.path, PROGRESS_FIELDS, resume_step,
+                                  pause_name="csv-row")  # a test may kill the process there
+        try:
+            self._heldout: _CsvFile | None = _CsvFile(self.heldout_path, HELDOUT_FIELDS,
+                                                      resume_step)
+        except OSError as error:
+            self._heldout = None
+            self._warn(error)
+        self._events: _EventFile | None = _EventFile(run_dir)
         if resume_step is not None:
             self._events.add_event(event_pb2.Event(
                 wall_time=time.time(), step=resume_step + 1,
                 session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
         self._on_game = on_game
-        self._warned = False
         self._start_time = time.perf_counter()
-        # (time, step) at recent game ends, for a rate smoothed over about a minute.
-        self._recent_steps: collections.deque[tuple[float, int]] = collections.deque()
+        self._rate = StepRate()
+        self._steps_per_second = math.nan
+        self._learning = False  # whether the rate has been restarted at learn_from_step
+        self._next_sample = self._last_print = self._start_time
+        # The last finished game, for the lines printed between games.
+        self._games, self._last_game = 0, (math.nan, math.nan, math.nan, math.nan)
+        self._closed = False
+        self.picture = (ProgressPicture(run_dir, picture_every_seconds, solved_at, title)
+                        if picture_every_seconds else None)
 
     def log_game(self, step: int, game: int, score: float, running_reward: float,
                  epsilon: float, loss: float, mean_q: float) -> None:
@@ -2350,71 +2984,388 @@ class RunLogger:
             mean_q: mean predicted Q(s, a) over those updates (NaN if none).
         """
         now = time.perf_counter()
-        steps_per_second = self._steps_per_second(now, step)
+        steps_per_second = self._sample(now, step)
         elapsed = now - self._start_time
+        self._games, self._last_game = game, (score, running_reward, loss, mean_q)
         scalars = {"charts/score": score, "charts/running_reward": running_reward,
                    "charts/epsilon": epsilon, "losses/huber": loss, "losses/mean_q": mean_q,
                    "charts/steps_per_second": steps_per_second}
         row = [step, game, _round(score), _round(running_reward), _round(epsilon),
                _round(loss), _round(mean_q), _round(steps_per_second, 1), _round(elapsed, 2)]
-        try:
-            self._csv.writerow(row)
-            pause_point("csv-row")  # a test may kill the process here
-            self._file.flush()
-            self._write_scalars(step, scalars)
-        except OSError as error:
-            self._warn(error)
+        self._write_row(self._progress, row)
+        self._write_scalars(step, scalars)
         if self._on_game is not None:
             self._on_game(dict(zip(PROGRESS_FIELDS, row)))
         if game % self.print_every_games == 0:
-            print(f"step {step:>10,} | games {game:>6,} | score {score:6g} | "
-                  f"running reward {running_reward:7.2f} | epsilon {epsilon:.3f} | "
-                  f"loss {loss:.4f} | mean Q {mean_q:7.3f} | "
-                  f"{steps_per_second:6.1f} steps/s", flush=True)
+            self._print(now, step, epsilon)
+
+    def after_step(self, step: int, epsilon: float) -> None:
+        """Called once per agent step: samples the rate, prints a line once a minute.
+
+        Why: a long game (a Pong game lasts thousands of steps; an agent that learned
+        to keep the ball alive plays for minutes) must not leave the console silent.
+        Each call costs a clock read; the work happens at most once a second.
+
+        Args:
+            step: agent steps so far.
+            epsilon: the exploration rate now.
+        """
+        now = time.perf_counter()
+        if now < self._next_sample:
+            return
+        self._next_sample = now + RATE_SAMPLE_SECONDS
+        self._sample(now, step)
+        if now - self._last_print >= PRINT_AT_LEAST_EVERY_SECONDS:
+            self._print(now, step, epsilon)
+
+    def log_heldout_q(self, step: int, value: float) -> None:
+        """Records one held-out Q: a row of ``heldout_q.csv`` and a TensorBoard point."""
+        if self._heldout is not None:
+            self._write_row(self._heldout, [step, _round(value)])
+        self._write_scalars(step, {"charts/heldout_q": value})
 
     def log_scalar(self, tag: str, step: int, value: float) -> None:
         """Adds one TensorBoard point (a failed write warns once, like the CSV)."""
+        self._write_scalars(step, {tag: value})
+
+    def flush_to_disk(self) -> bool:
+        """Makes every CSV row written so far durable: flushed and ``fsync``-ed.
+
+        Why: a checkpoint says the run got to its step; the rows of the games up to
+        that step must then survive a power cut too, or the resumed run's CSV would
+        have a gap. Call it before a checkpoint counts as saved.
+
+        Returns:
+            Whether the rows are on disk; after a failure (one warning) ``False``.
+        """
+        if self._closed:
+            return True  # close made them durable
         try:
-            self._write_scalars(step, {tag: value})
+            for log in (self._progress, self._heldout):
+                if log is not None:
+                    log.sync()
+            return True
         except OSError as error:
             self._warn(error)
+            return False
 
-    def _write_scalars(self, step: int, scalars: dict[str, float]) -> None:
-        self._events.add_event(event_pb2.Event(
-            wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[
-                summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
-                for tag, value in scalars.items() if math.isfinite(value)])))
-        self._events.flush()
+    def close(self, draw_picture: bool = True) -> None:
+        """Makes the CSV rows durable, closes the files and draws the picture once more.
 
-    def _steps_per_second(self, now: float, step: int) -> float:
-        """Steps per second since the oldest game end of about the last minute."""
-        recent = self._recent_steps
-        recent.append((now, step))
-        while len(recent) > 2 and now - recent[1][0] >= RATE_WINDOW_SECONDS:
-            recent.popleft()
-        (then, step_then) = recent[0]
-        if step == step_then:
-            return math.nan
-        return (step - step_then) / max(now - then, 1e-9)
-
-    def _warn(self, error: OSError) -> None:
-        if not self._warned:
-            print(f"warning: could not write the log in {os.path.dirname(self.path)} "
-                  f"({error.strerror or error}); training goes on", file=sys.stderr,
-                  flush=True)
-            self._warned = True
-
-    def close(self) -> None:
-        """Flushes and closes the CSV file and the TensorBoard writer."""
-        for closer in (self._file.close, self._events.close):
+        Args:
+            draw_picture: whether to redraw ``progress.png`` a last time (a run
+                stopped at once by a second Ctrl-C does not wait for it).
+        """
+        if self._closed:
+            return
+        if self.picture is not None:
+            self.picture.stop()
+        self.flush_to_disk()
+        self._closed = True
+        closers = [log.close for log in (self._progress, self._heldout) if log is not None]
+        closers += [self._events.close] if self._events is not None else []
+        for closer in closers:
             try:
                 closer()
             except OSError:
                 pass  # already warned about, or nothing left to lose
+        if self.picture is not None and draw_picture:
+            self.picture.redraw()
+
+    def _sample(self, now: float, step: int) -> float:
+        """Adds a point to the rate, restarting it when learning starts; returns the rate."""
+        if not self._learning and step >= self.learn_from_step:
+            self._learning = True
+            self._rate.restart()  # the fast random fill must not count in the rate
+        self._steps_per_second = self._rate.add(now, step)
+        return self._steps_per_second
+
+    def _print(self, now: float, step: int, epsilon: float) -> None:
+        self._last_print = now
+        score, running_reward, loss, mean_q = self._last_game
+        print(progress_line(step, self.total_steps, self._games, score, running_reward,
+                            epsilon, loss, mean_q, self._steps_per_second,
+                            now - self._start_time, self.learn_from_step), flush=True)
+
+    def _write_row(self, log: "_CsvFile", row: list) -> None:
+        try:
+            log.write(row)
+        except OSError as error:
+            self._warn(error)
+
+    def _write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        """Writes one TensorBoard event; after a failed write, writes no more.
+
+        Any exception counts, not only ``OSError``: an event writer may report a full
+        disk as a TensorFlow error. A failed write may leave half a record, past
+        which TensorBoard reads nothing, so the event file is given up.
+        """
+        if self._events is None:
+            return
+        try:
+            self._events.add_event(event_pb2.Event(
+                wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[
+                    summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
+                    for tag, value in scalars.items() if math.isfinite(value)])))
+            self._events.flush()
+        except Exception as error:  # noqa: BLE001 - logging must never stop training
+            self._warn(error)
+            events, self._events = self._events, None
+            try:
+                events.close()
+            except Exception:  # noqa: BLE001 - already warned about
+                pass
+
+    def _warn(self, error: BaseException) -> None:
+        if not self._warned:
+            print(f"warning: could not write the log in {self.run_dir} "
+                  f"({_describe(error)}); training goes on", file=sys.stderr, flush=True)
+            self._warned = True
+
+
+class ProgressPicture:
+    """Redraws ``<run-dir>/progress.png`` from the run's CSV files, on a timer, off the loop.
+
+    Why a thread: drawing the curves of a long run takes a good fraction of a second,
+    which the training loop must not wait for. A daemon thread wakes every
+    ``every_seconds``, reads the CSV files (flushed after every row) and writes the
+    picture atomically (``common.plot.write_progress_png``). A failure (an unwritable
+    file, a broken CSV) prints one warning and training goes on.
+
+    Args:
+        run_dir: the run folder.
+        every_seconds: seconds between two redraws.
+        solved_at: the running reward that solves the game, as a dashed line.
+        title: the picture's title.
+    """
+
+    def __init__(self, run_dir: str, every_seconds: float, solved_at: float | None = None,
+                 title: str | None = None):
+        self.run_dir, self.every_seconds = run_dir, every_seconds
+        self.path = os.path.join(run_dir, "progress.png")
+        self.solved_at, self.title = solved_at, title
+        self._warned = False
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._redraw_until_stopped,
+                                        name="progress-picture", daemon=True)
+        self._thread.start()
+
+    def redraw(self) -> bool:
+        """Draws the picture now; returns whether it was written (a failure warns once)."""
+        try:
+            # write_progress_png: written in above, from common/plot.py.
+
+            write_progress_png(self.run_dir, self.path, solved_at=self.solved_at,
+                               title=self.title)
+            return True
+        except Exception as error:  # noqa: BLE001 - a picture must never stop training
+            if not self._warned:
+                print(f"warning: could not draw {self.path} ({_describe(error)}); "
+                      f"training goes on", file=sys.stderr, flush=True)
+                self._warned = True
+            return False
+
+    def stop(self) -> None:
+        """Stops the timer, waiting for a redraw in progress to finish."""
+        self._stopping.set()
+        self._thread.join()
+
+    def _redraw_until_stopped(self) -> None:
+        while not self._stopping.wait(self.every_seconds):
+            self.redraw()
+
+
+class HeldOutQ:
+    """The paper's second learning curve: mean max_a Q(s, a) over a fixed set of states.
+
+    Why: the score of single games is noisy; Mnih et al. (2015, Fig. 2) also follow
+    the average of the highest predicted action value over a fixed set of 500
+    states, gathered by random play before training, which rises smoothly while the
+    agent learns. Here the set is drawn once, when learning starts, from the
+    uniformly random play that filled the replay memory, and saved in the run folder
+    as ``heldout_states.npz``, so a resumed run goes on measuring the same states.
+    It is measured right away (the untrained network's values), then every
+    ``every`` agent steps, and once more at the last step when the run closes; each
+    measurement becomes a row of ``heldout_q.csv`` and the TensorBoard scalar
+    ``charts/heldout_q``. A run resumed from a checkpoint older than this
+    measurement has no set: it draws one when its learning restarts (from its own
+    play, not random play) and says so.
+
+    Args:
+        run_dir: the run folder.
+        logger: the run's ``RunLogger``, which writes the measurements.
+        size: how many states the set holds (the paper: 500).
+        every: agent steps between two measurements.
+        seed: seed of the draw; it has its own generator, so drawing the set does
+            not change the replay memory's minibatches.
+        resume_step: the checkpoint's step when the run resumes (``None``: a new run).
+        draw_at_step: the set is drawn at the first step from this one on at which the
+            memory holds ``size`` transitions: the step at which learning starts.
+    """
+
+    def __init__(self, run_dir: str, logger: RunLogger, size: int = 500, every: int = 10_000,
+                 seed: int = 0, resume_step: int | None = None, draw_at_step: int = 0):
+        self.states_path = os.path.join(run_dir, "heldout_states.npz")
+        self.size, self.every, self.draw_at_step = size, every, draw_at_step
+        self._logger = logger
+        self._rng = np.random.default_rng(seed)
+        self.states: np.ndarray | None = None
+        self._step, self._memory, self._policy = 0, None, None
+        self._measured_step: int | None = None
+        if os.path.exists(self.states_path):
+            try:
+                with np.load(self.states_path, allow_pickle=False) as archive:
+                    self.states = archive["states"]
+            except (OSError, ValueError, KeyError) as error:
+                print(f"warning: the held-out states {self.states_path} cannot be read "
+                      f"({error}); a new set is drawn", file=sys.stderr, flush=True)
+        elif resume_step is not None:
+            when = ("now, from the restored replay memory" if draw_at_step <= resume_step
+                    else f"at step {draw_at_step:,}, when the memory has refilled")
+            print(f"This run was saved before it measured a held-out Q: its {size} "
+                  f"held-out states are drawn {when} (from the agent's own play, not "
+                  f"random play as in a new run).", flush=True)
+
+    def after_step(self, step: int, memory, greedy_actions) -> None:
+        """Called once per agent step: draws the set when learning starts, measures every ``every``.
+
+        Args:
+            step: agent steps so far.
+            memory: the replay memory; the set is drawn from it.
+            greedy_actions: the policy of ``common.dqn.make_greedy_policy``, which also
+                returns the action values.
+        """
+        self._step, self._memory, self._policy = step, memory, greedy_actions
+        if self.states is None:
+            if step >= self.draw_at_step and len(memory) >= self.size:
+                self.states = memory.sample(self.size, rng=self._rng).observations
+                self._save_states()
+                self._measure(step)  # the untrained (or resumed) network's values
+        elif step % self.every == 0:
+            self._measure(step)
+
+    def close(self) -> None:
+        """Measures once more at the last step, so that even a short run ends with a point."""
+        if self.states is not None and self._policy is not None \
+                and self._measured_step != self._step:
+            self._measure(self._step)
+
+    def _measure(self, step: int) -> None:
+        _, q_values = self._policy(self.states)
+        self._logger.log_heldout_q(step, float(np.mean(np.max(q_values.numpy(), axis=1))))
+        self._measured_step = step
+
+    def _save_states(self) -> None:
+        temporary = self.states_path + ".tmp.npz"
+        try:
+            np.savez_compressed(temporary, states=self.states)
+            os.replace(temporary, self.states_path)
+        except OSError as error:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            self._logger._warn(error)
+
+
+class _CsvFile:
+    """A CSV log kept open for appending, one flushed row at a time.
+
+    Args:
+        path: the file.
+        fields: its header.
+        resume_step: keep the existing rows up to this step (``None``: start afresh
+            with the header alone).
+        pause_name: a ``common.fault_points`` name to pause at while a row is written.
+    """
+
+    def __init__(self, path: str, fields: Sequence[str], resume_step: int | None,
+                 pause_name: str | None = None):
+        self._pause_name = pause_name
+        if resume_step is not None and os.path.exists(path):
+            _truncate_after(path, resume_step, tuple(fields))
+        else:
+            with open(path, "w", newline="") as file:
+                csv.writer(file).writerow(fields)
+        self._file = open(path, "a", newline="")
+        self._csv = csv.writer(self._file)
+
+    def write(self, row: list) -> None:
+        """Appends a row and hands it to the operating system."""
+        self._csv.writerow(row)
+        if self._pause_name:
+            pause_point(self._pause_name)
+        self._file.flush()
+
+    def sync(self) -> None:
+        """Makes the rows written so far durable."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _EventFile:
+    """A TensorBoard event file, written with plain Python file calls on this thread.
+
+    Why not TensorBoard's ``EventFileWriter``: it writes through TensorFlow's file
+    system, partly on a worker thread, so a full disk raises a TensorFlow error
+    (``tf.errors.ResourceExhaustedError`` with TensorFlow 2.21), not an ``OSError``,
+    and a write that failed on the worker surfaces only at a later call. Here a
+    failed write raises ``OSError`` at once, in the caller.
+    The file has the format and the name TensorBoard looks for
+    (``events.out.tfevents.<time>.<host>.<pid>.<n>``); each record's checksum is
+    computed in Python, about 0.2 ms per game.
+
+    Args:
+        run_dir: the folder the file is created in.
+    """
+
+    _numbers = itertools.count()  # tells apart two files of one process in one second
+
+    def __init__(self, run_dir: str):
+        name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+                f"{os.getpid()}.{next(self._numbers)}")
+        self.path = os.path.join(run_dir, name)
+        self._file = open(self.path, "ab")
+        self._records = RecordWriter(self._file)
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self.flush()
+
+    def add_event(self, event: event_pb2.Event) -> None:
+        """Appends one event (written to the operating system by ``flush``)."""
+        self._records.write(event.SerializeToString())
+
+    def flush(self) -> None:
+        """Hands the buffered events to the operating system."""
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flushes and closes the file."""
+        self._file.close()
+
+
+def _describe(error: BaseException) -> str:
+    """An error in a few words: its ``strerror``, or the first line of its message."""
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return text.splitlines()[0] if text.splitlines() else text
 
 
 def _round(value: float, digits: int = 5) -> float:
     return round(float(value), digits) if math.isfinite(value) else value
+
+
+def _show(value: float, spec: str, width: int) -> str:
+    """A number for the progress line, or ``-`` where there is none yet (NaN)."""
+    return format(value, f">{width}{spec}") if math.isfinite(value) else "-".rjust(width)
+
+
+def _every_nth(number: int) -> str:
+    """``every``, ``every 2nd``, ``every 100th``..."""
+    if number == 1:
+        return "every"
+    suffix = "th" if number % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(
+        number % 10, "th")
+    return f"every {number:,}{suffix}"
 
 
 def _truncate_after(path: str, step: int, fields: tuple[str, ...] = PROGRESS_FIELDS) -> None:
@@ -2434,88 +3385,6 @@ def _truncate_after(path: str, step: int, fields: tuple[str, ...] = PROGRESS_FIE
         writer.writerow(header)
         writer.writerows(kept)
     os.replace(temporary, path)
-
-
-class HeldOutQ:
-    """The paper's second learning curve: mean max_a Q(s, a) over a fixed set of states.
-
-    Why: the score of single games is noisy; Mnih et al. (2015, Fig. 2) also follow
-    the average of the highest predicted action value over a fixed set of states,
-    which rises smoothly while the agent learns. The set is drawn once, from the
-    uniformly random play that fills the replay memory, and saved in the run folder
-    as ``heldout_states.npz``, so a resumed run goes on measuring the same states.
-    Every ``every`` agent steps the mean over them of max_a Q(s, a) becomes a row of
-    ``heldout_q.csv`` and the TensorBoard scalar ``charts/heldout_q``.
-
-    Args:
-        run_dir: the run folder.
-        logger: the run's ``RunLogger``, for the TensorBoard point.
-        size: how many states the set holds (the paper: 500).
-        every: agent steps between two measurements.
-        seed: seed of the draw; it has its own generator, so drawing the set does
-            not change the replay memory's minibatches.
-        resume_step: keep ``heldout_q.csv`` up to this step (``None``: start afresh).
-    """
-
-    def __init__(self, run_dir: str, logger: RunLogger, size: int = 500, every: int = 10_000,
-                 seed: int = 0, resume_step: int | None = None):
-        self.path = os.path.join(run_dir, "heldout_q.csv")
-        self.states_path = os.path.join(run_dir, "heldout_states.npz")
-        self.size, self.every = size, every
-        self._logger = logger
-        self._rng = np.random.default_rng(seed)
-        self.states: np.ndarray | None = None
-        if os.path.exists(self.states_path):
-            try:
-                with np.load(self.states_path, allow_pickle=False) as archive:
-                    self.states = archive["states"]
-            except (OSError, ValueError, KeyError) as error:
-                print(f"warning: the held-out states {self.states_path} cannot be read "
-                      f"({error}); a new set is drawn", file=sys.stderr, flush=True)
-        elif resume_step is not None:
-            print("This run was saved before it had held-out states; they are drawn from "
-                  "the replay memory once it holds enough transitions.", flush=True)
-        try:
-            if resume_step is not None and os.path.exists(self.path):
-                _truncate_after(self.path, resume_step, HELDOUT_FIELDS)
-            else:
-                with open(self.path, "w", newline="") as file:
-                    csv.writer(file).writerow(HELDOUT_FIELDS)
-        except OSError as error:
-            logger._warn(error)
-
-    def after_step(self, step: int, memory, greedy_actions) -> None:
-        """Measures the held-out Q every ``every`` steps, once the memory can give the set.
-
-        Args:
-            step: agent steps so far.
-            memory: the replay memory; the set is drawn from it the first time.
-            greedy_actions: the policy of ``common.dqn.make_greedy_policy``, which also
-                returns the action values.
-        """
-        if step % self.every != 0 or len(memory) < self.size:
-            return
-        if self.states is None:
-            self.states = memory.sample(self.size, rng=self._rng).observations
-            self._save_states()
-        _, q_values = greedy_actions(self.states)
-        value = float(np.mean(np.max(q_values.numpy(), axis=1)))
-        try:
-            with open(self.path, "a", newline="") as file:
-                csv.writer(file).writerow([step, _round(value)])
-        except OSError as error:
-            self._logger._warn(error)
-        self._logger.log_scalar("charts/heldout_q", step, value)
-
-    def _save_states(self) -> None:
-        temporary = self.states_path + ".tmp.npz"
-        try:
-            np.savez_compressed(temporary, states=self.states)
-            os.replace(temporary, self.states_path)
-        except OSError as error:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            self._logger._warn(error)
 
 
 """
@@ -2643,8 +3512,11 @@ class Run:
 
     def start_or_restore(self, q_network: keras.Model, target_network: keras.Model,
                          optimizer: keras.optimizers.Optimizer, memory: ReplayMemory,
-                         learner: BackgroundLearner) -> LoopState:
+                         learner: BackgroundLearner, env: Any = None) -> LoopState:
         """Starts a new run, or restores the saved one into these objects.
+
+        It prints the start banner (the game's actions are read from ``env``) and
+        opens the logs.
 
         Returns:
             The loop state to go on from. ``memory_restored`` says whether the
@@ -2673,10 +3545,18 @@ class Run:
                   f"replay memory {'restored' if self.memory_restored else 'refills'} "
                   f"({len(memory):,} transitions).", flush=True)
         resume_step = state.step if self._saved else None
+        print(start_banner(config, action_names(env), memory.nbytes, resume_step, state.games,
+                           self.memory_restored), flush=True)
+        # As train() computes it: learning waits for learning_starts steps of play,
+        # unless the memory was restored.
+        learn_from_step = state.step + (0 if self.memory_restored else config.learning_starts)
         self.logger = RunLogger(config.run_dir, config.log_every_games, resume_step=resume_step,
-                                on_game=self._on_game)
+                                on_game=self._on_game, total_steps=config.total_steps,
+                                learn_from_step=learn_from_step,
+                                picture_every_seconds=PICTURE_EVERY_SECONDS,
+                                solved_at=config.solved_at, title=config.env_id)
         self.heldout_q = HeldOutQ(config.run_dir, self.logger, seed=config.seed,
-                                  resume_step=resume_step)
+                                  resume_step=resume_step, draw_at_step=learn_from_step)
         return state
 
     def _restore_memory(self, memory: ReplayMemory, archive) -> None:
@@ -2698,6 +3578,23 @@ class Run:
         self.logger.log_game(state.step, state.games, state.recent_scores[-1],
                              state.running_reward, epsilon, loss, mean_q)
 
+    def after_step(self, state: LoopState, epsilon: float, memory: ReplayMemory,
+                   greedy_actions: Callable) -> None:
+        """Called once per agent step: the held-out Q and the progress line.
+
+        Why: the loop shows one line for both. The held-out Q is measured every
+        10,000 steps, a progress line printed at least once a minute; the rest of
+        the calls return at once.
+
+        Args:
+            state: the loop state after this step.
+            epsilon: the exploration rate of this step.
+            memory: the replay memory, from which the held-out states are drawn.
+            greedy_actions: the policy, which also gives the action values.
+        """
+        self.heldout_q.after_step(state.step, memory, greedy_actions)  # the paper's Fig. 2
+        self.logger.after_step(state.step, epsilon)
+
     def save(self, state: LoopState, memory: ReplayMemory, learner: BackgroundLearner) -> str:
         """Writes a checkpoint of the whole run; returns its path.
 
@@ -2712,6 +3609,7 @@ class Run:
         record = {"env_id": config.env_id, **state.to_dict(), "settings": settings,
                   "replay_saved": config.save_replay}
         replay_state = memory.state_dict() if config.save_replay else None
+        self.logger.flush_to_disk()  # the rows up to this step survive a power cut too
         try:
             return self._checkpointer.save(state.step, record, replay_state)
         except CheckpointError as error:
@@ -2762,8 +3660,11 @@ class Run:
         return self
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
+        stopped_at_once = exc_type is not None and not issubclass(exc_type, Exception)
+        if self.heldout_q is not None and exc_type is None:
+            self.heldout_q.close()  # a last held-out Q at the last step
         if self.logger is not None:
-            self.logger.close()
+            self.logger.close(draw_picture=not stopped_at_once)  # and a last progress.png
         if exc_type is not None:  # finish() releases the lock of a run that ends well
             self.lock.release()
 
@@ -2805,7 +3706,10 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
         if name not in given:
             taken[name] = saved_value
         elif name in OVERRIDABLE_ON_RESUME:
-            changed.append(f"{flag} {value} (was {saved_value})")
+            if isinstance(value, bool):  # --save-replay, --no-overlap-updates
+                changed.append(flag if value else flag.replace("--", "--no-", 1))
+            else:
+                changed.append(f"{flag} {value} (was {saved_value})")
         else:
             raise ConfigError(f"--resume: {flag} cannot change during a run (this one uses "
                               f"{saved_value}); leave it out, or start a new run in another "
@@ -3013,6 +3917,8 @@ class Config:
     and the one being written); free disk space is checked before each."""
     evaluate: str = ""
     """instead of training, play a saved agent: a .keras file or a run folder."""
+    plot: list[str] = field(default_factory=list)
+    """instead of training, draw the learning curves of these run folders (overlaid) as a PNG."""
     # Deviation (evaluation-games): the paper scores 30 games; 10 take a third of the time.
     episodes: int = 10
     """games to play with --evaluate (the paper played 30)."""
@@ -3139,7 +4045,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     # gets back its networks, optimizer, step and game counts, exploration state and,
     # if it was saved, its memory. Learning waits until the memory holds
     # learning_starts transitions of this process's play, unless it was restored.
-    state = run.start_or_restore(q_network, target_network, optimizer, memory, learner)
+    state = run.start_or_restore(q_network, target_network, optimizer, memory, learner, env)
     learn_from_step = state.step + (0 if run.memory_restored else config.learning_starts)
 
     observation, _ = env.reset(seed=config.seed + state.games)
@@ -3168,7 +4074,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
                 run.log_game(state, epsilon, learner)
                 if state.solved(config.solved_at):
                     break
-            run.heldout_q.after_step(state.step, memory, greedy_actions)  # the paper's Fig. 2
+            run.after_step(state, epsilon, memory, greedy_actions)  # held-out Q, progress line
             if state.step % config.checkpoint_every == 0:
                 run.save(state, memory, learner)
     return run.finish(state, stop, q_network, memory, learner)
