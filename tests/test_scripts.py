@@ -54,7 +54,7 @@ def breakout_run(tmp_path_factory):
     run_dir, video_dir = str(base / "R"), str(base / "V")
     result = run_script("breakout_dqn.py", "--total-steps", "1200", "--learning-starts", "500",
                         "--buffer-size", "10000", "--video-every", "1", "--run-dir", run_dir,
-                        "--video-dir", video_dir)
+                        "--video-dir", video_dir, "--log-every-games", "1")
     return result, run_dir, video_dir
 
 
@@ -76,6 +76,38 @@ def test_breakout_smoke_run(breakout_run):
     assert_decodable_mp4(os.path.join(video_dir, videos[0]))
     assert os.path.isfile(os.path.join(run_dir, "model.keras"))
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir))
+    check_banner_and_progress_lines(result.stdout, run_dir)
+    # The held-out set is drawn when learning starts, and measured at the last step.
+    assert [step for step, _ in read_heldout(run_dir)] == [500, 1200]
+    assert os.path.isfile(os.path.join(run_dir, "heldout_states.npz"))
+    with open(os.path.join(run_dir, "progress.png"), "rb") as file:
+        assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def check_banner_and_progress_lines(stdout, run_dir):
+    lines = stdout.splitlines()
+    banner = lines.index("Training BreakoutNoFrameskip-v4: 4 actions (NOOP, FIRE, RIGHT, LEFT)")
+    assert re.match(r"  device         (CPU|GPU): ", lines[banner + 1])
+    assert "at most 1,200 agent steps" in lines[banner + 2]
+    assert "10,000 transitions, 0.07 GB" in lines[banner + 3]
+    assert lines[banner + 4] == f"  run folder     {run_dir}: a new run"
+    progress = [line for line in lines if line.startswith("step ")]
+    assert progress and lines.index(progress[0]) > banner
+    for line in progress:
+        fields = line.split(" | ")
+        assert re.fullmatch(r"step +[\d,]+ of 1,200 \(\d+\.\d%\)", fields[0]), line
+        assert re.fullmatch(r"\d+:\d\d:\d\d elapsed", fields[-2]), line
+        if int(fields[0].split()[1].replace(",", "")) < 500:
+            assert fields[-1].startswith("filling the memory"), line
+        else:
+            assert re.fullmatch(r"(at most \d+:\d\d:\d\d left|time left: measuring)",
+                                fields[-1]), line
+    assert any(line.endswith(" left") and "at most" in line for line in progress)
+
+
+def read_heldout(run_dir):
+    with open(os.path.join(run_dir, "heldout_q.csv"), newline="") as file:
+        return [(int(row["step"]), float(row["heldout_q"])) for row in csv.DictReader(file)]
 
 
 @pytest.mark.slow
@@ -160,6 +192,11 @@ def test_sigterm_saves_a_checkpoint_and_exits_0(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resumed {run_dir} at step {stopped_at:,}" in result.stdout
     assert "replay memory restored" in result.stdout
+    assert f"  run folder     {run_dir}: resumed from the checkpoint of step {stopped_at:,}" in \
+        result.stdout
+    heldout = read_heldout(run_dir)  # the same states measured on: rows only go forward
+    assert [step for step, _ in heldout] == sorted(step for step, _ in heldout)
+    assert heldout[-1][0] == stopped_at + 300 and len(heldout) >= 3
     rows = [row for row in read_progress(run_dir) if int(row["step"]) > stopped_at]
     assert rows and all(math.isfinite(float(row["loss"])) for row in rows)
     assert [int(row["game"]) for row in read_progress(run_dir)] == \
@@ -209,8 +246,8 @@ def test_resume_of_another_game_and_reuse_of_a_run_folder(capsys, tmp_path):
     status, _ = run_main(capsys, "--total-steps", "300", "--video-every", "0",
                          "--run-dir", run_dir, *TINY)
     assert status == 0
-    status, error = run_main(capsys, "--env-id", "PongNoFrameskip-v4", "--resume",
-                             "--run-dir", run_dir)
+    status, error = run_main(capsys, "--env-id", "PongNoFrameskip-v4", "--solved-at", "18",
+                             "--resume", "--run-dir", run_dir)
     assert status == 2 and "holds a run of BreakoutNoFrameskip-v4, not PongNoFrameskip-v4" in error
     status, error = run_main(capsys, "--run-dir", run_dir)
     assert status == 2 and "already holds a run; add --resume" in error
@@ -290,7 +327,7 @@ def test_ctrl_c_twice_stops_at_once_with_one_message(tmp_path):
     time.sleep(0.005)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
-    resume = f"Resume with: python catch_dqn.py {' '.join(arguments)} --resume"
+    resume = f"{' '.join(arguments)} --resume"  # after the driver's own Catch flags
     assert "Traceback" not in stderr, stderr[-3000:]
     # Two outcomes, each checked whole: the second Ctrl-C came while the first stop was
     # saving (stop at once), or after that save had finished (a clean stop).
@@ -299,12 +336,14 @@ def test_ctrl_c_twice_stops_at_once_with_one_message(tmp_path):
                               stderr)
         assert last_good, stderr[-3000:]
         assert os.path.exists(last_good[1] + ".index") and resume in stderr
+        assert "Resume with: python catch_dqn.py " in stderr
         resumed_at = int(last_good[1].rsplit("-", 1)[1])
     else:
         assert process.returncode == 0, stderr[-3000:]
         stopped = re.search(r"Stopped by SIGINT at step ([\d,]+); checkpoint saved to (\S+)\.",
                             stdout)
         assert stopped and resume in stdout, stdout[-3000:]
+        assert "Resume with: python catch_dqn.py " in stdout
         resumed_at = int(stopped[1].replace(",", ""))
     result = subprocess.run([sys.executable, "-m", "tests.catch_dqn", *arguments, "--resume",
                              "--total-steps", str(resumed_at + 200)], cwd=ROOT,
