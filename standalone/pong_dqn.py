@@ -736,6 +736,8 @@ def make_env(
         raise ValueError("video_every > 0 needs a video_dir to write the recordings to.")
 
     gym.register_envs(ale_py)
+    # ALE's own start-up lines ("A.L.E: Arcade Learning Environment ...") would bury ours.
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
     try:
         # Deviation (time-limit): a training game is cut off (truncated) after 108,000
         # frames, 30 minutes, as the -v4 ids do; the paper names no limit in training.
