@@ -48,7 +48,7 @@ from common.dqn import (BackgroundLearner, FusedAdam, choose_action, make_greedy
                         make_target_sync, make_train_step)
 from common.networks import build_q_network
 from common.replay import ReplayMemory
-from common.run import Run
+from common.run import Run, first_learning_step
 
 """
 ## Configuration
@@ -260,9 +260,9 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     # A new run starts with the target network equal to the online one; a resumed run
     # gets back its networks, optimizer, step and game counts, exploration state and,
     # if it was saved, its memory. Learning waits until the memory holds
-    # learning_starts transitions of this process's play, unless it was restored.
+    # learning_starts transitions (after a resume, unless the memory was restored).
     state = run.start_or_restore(q_network, target_network, optimizer, memory, learner, env)
-    learn_from_step = state.step + (0 if run.memory_restored else config.learning_starts)
+    learn_from_step = first_learning_step(state.step, config.learning_starts, run.memory_restored)
 
     observation, _ = env.reset(seed=config.seed + state.games)
     with GracefulStop() as stop, run, learner, env:

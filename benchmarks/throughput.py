@@ -44,6 +44,7 @@ import tensorflow as tf  # noqa: E402
 
 import breakout_dqn  # noqa: E402
 from common.atari import make_env  # noqa: E402
+from common.config import check_config  # noqa: E402
 from common.networks import build_q_network  # noqa: E402
 
 ENV_ID = "BreakoutNoFrameskip-v4"
@@ -75,7 +76,7 @@ def measure_ours(warmup_steps: int, timed_steps: int, seed: int) -> tuple[int, f
             log_every_games=10**9,  # no console lines
             checkpoint_every=10**9,  # only the final checkpoint, after the last row
         )
-        breakout_dqn.check_config(config)
+        check_config(config)
         with contextlib.redirect_stdout(io.StringIO()) as printed:
             summary = breakout_dqn.train(config)
         if summary.get("stopped"):

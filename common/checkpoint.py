@@ -24,6 +24,7 @@ checkpoints are kept. Nothing here executes code from a file it reads.
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -113,7 +114,7 @@ class Checkpointer:
                 self._save_replay(step, replay_state)
             self._loop_state.assign(json.dumps(loop_state))
             self._checkpoint.write(prefix)
-            for path in glob.glob(prefix + ".*"):
+            for path in glob.glob(glob.escape(prefix) + ".*"):
                 _fsync(path)
             pause_point("checkpoint-written")  # a test may kill the process here
             kept = sorted({*self._kept_steps(), step})[-self.max_to_keep:]
@@ -150,6 +151,8 @@ class Checkpointer:
             try:
                 self._checkpoint.restore(prefix).assert_existing_objects_matched()
                 loop_state = json.loads(self._loop_state.numpy().decode())
+                # Saving this step again would rewrite the files it came from in place.
+                self._saved_step = _step_of(prefix)
                 break
             except _READ_ERRORS as error:
                 failures.append(f"{os.path.basename(prefix)} ({_first_line(error)})")
@@ -183,6 +186,8 @@ class Checkpointer:
 
     def _open_replay(self, step: int, loop_state: dict[str, Any]):
         path = self._replay_path(step)
+        if not loop_state.get("replay_saved", True):
+            return None  # a file of that name would be of another save of this step
         if not os.path.exists(path):
             if loop_state.get("replay_saved"):
                 print(f"warning: the replay memory saved with checkpoint {step} is missing "
@@ -205,7 +210,7 @@ class Checkpointer:
 
     def _remove_unkept(self, kept: list[int]) -> None:
         """Removes checkpoints and replays of steps not kept, and leftovers of failed saves."""
-        for path in glob.glob(os.path.join(self.directory, "*")):
+        for path in glob.glob(os.path.join(glob.escape(self.directory), "*")):
             match = re.fullmatch(r"(?:ckpt|replay)-(\d+)(\..*)?", os.path.basename(path))
             partial = path.endswith(".tmp.npz") or "_temp" in os.path.basename(path)
             if (match and int(match.group(1)) not in kept) or partial:
@@ -264,10 +269,19 @@ def read_loop_state(directory: str) -> dict[str, Any] | None:
 
 
 def _read_loop_state_of(prefix: str) -> dict[str, Any] | None:
+    """The loop record of a checkpoint whose every tensor can be read, else ``None``.
+
+    Why: a half-truncated data file can still yield its small loop record; reading
+    everything (about 27 MB for the Nature network) makes a damaged checkpoint count
+    as damaged everywhere, so a resume never mixes the record of one checkpoint with
+    the weights of another.
+    """
     try:
         reader = tf.train.load_checkpoint(prefix)
-        key = next(name for name in reader.get_variable_to_shape_map()
-                   if name.startswith("loop_state/"))
+        names = list(reader.get_variable_to_shape_map())
+        for name in names:
+            reader.get_tensor(name)
+        key = next(name for name in names if name.startswith("loop_state/"))
         return json.loads(reader.get_tensor(key).decode())
     except _READ_ERRORS:
         return None
@@ -309,11 +323,16 @@ def _write_index(directory: str, latest_step: int, kept_steps: list[int]) -> Non
 
 def _fsync(path: str) -> None:
     """Flushes a file, or a folder's list of names, to the disk."""
-    if os.name == "nt" and os.path.isdir(path):
+    folder = os.path.isdir(path)
+    if os.name == "nt" and folder:
         return  # Windows cannot open a folder; its renames are durable without this
-    descriptor = os.open(path, os.O_RDONLY)
+    # Windows flushes only a file opened for writing.
+    descriptor = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
     try:
         os.fsync(descriptor)
+    except OSError as error:
+        if not (folder and error.errno == errno.EINVAL):  # network shares refuse folders
+            raise
     finally:
         os.close(descriptor)
 

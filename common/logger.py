@@ -31,6 +31,7 @@ import socket
 import sys
 import threading
 import time
+import zipfile
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -82,8 +83,11 @@ def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: 
         run = "a new run"
     else:
         run = f"resumed from the checkpoint of step {resumed_step:,} ({games:,} games)"
-    if memory_restored:
+    if memory_restored and (resumed_step or 0) >= config.learning_starts:
         filling = "restored from the checkpoint, so learning goes on at once"
+    elif memory_restored:
+        filling = (f"restored from the checkpoint; learning starts at step "
+                   f"{config.learning_starts:,}")
     else:
         filling = (f"learning {'restarts' if resumed_step is not None else 'starts'} after "
                    f"{config.learning_starts:,} steps of play that fill it")
@@ -571,7 +575,7 @@ class HeldOutQ:
             try:
                 with np.load(self.states_path, allow_pickle=False) as archive:
                     self.states = archive["states"]
-            except (OSError, ValueError, KeyError) as error:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
                 print(f"warning: the held-out states {self.states_path} cannot be read "
                       f"({error}); a new set is drawn", file=sys.stderr, flush=True)
         elif resume_step is not None:
@@ -614,6 +618,8 @@ class HeldOutQ:
         temporary = self.states_path + ".tmp.npz"
         try:
             np.savez_compressed(temporary, states=self.states)
+            with open(temporary, "rb+") as file:
+                os.fsync(file.fileno())  # whole on the disk before it takes the name
             os.replace(temporary, self.states_path)
         except OSError as error:
             if os.path.exists(temporary):

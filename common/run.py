@@ -156,6 +156,15 @@ class Run:
             CheckpointError: if the checkpoint cannot be read.
             ConfigError: if the saved memory has another size than ``--buffer-size``.
         """
+        try:
+            return self._start_or_restore(q_network, target_network, optimizer, memory,
+                                          learner, env)
+        except BaseException:  # a run that never started its loop leaves nothing open
+            self.__exit__(*sys.exc_info())
+            raise
+
+    def _start_or_restore(self, q_network, target_network, optimizer, memory, learner,
+                          env) -> LoopState:
         config = self.config
         self._checkpointer = Checkpointer(self.checkpoint_dir, q_network, target_network,
                                           optimizer)
@@ -177,9 +186,8 @@ class Run:
         resume_step = state.step if self._saved else None
         print(start_banner(config, action_names(env), memory.nbytes, resume_step, state.games,
                            self.memory_restored), flush=True)
-        # As train() computes it: learning waits for learning_starts steps of play,
-        # unless the memory was restored.
-        learn_from_step = state.step + (0 if self.memory_restored else config.learning_starts)
+        learn_from_step = first_learning_step(state.step, config.learning_starts,
+                                              self.memory_restored)
         self.logger = RunLogger(config.run_dir, config.log_every_games, resume_step=resume_step,
                                 on_game=self._on_game, total_steps=config.total_steps,
                                 learn_from_step=learn_from_step,
@@ -190,11 +198,11 @@ class Run:
         return state
 
     def _restore_memory(self, memory: ReplayMemory, archive) -> None:
-        saved_size = saved_capacity(archive)
-        if saved_size != self.config.buffer_size:
-            raise ConfigError(f"--resume: the saved replay memory holds {saved_size} "
-                              f"transitions; pass --buffer-size {saved_size} as the run did")
         try:
+            saved_size = saved_capacity(archive)
+            if saved_size != self.config.buffer_size:  # only a checkpoint of an old version
+                raise ValueError(f"it holds {saved_size:,} transitions, not the run's "
+                                 f"{self.config.buffer_size:,}")
             memory.load_state_dict(archive)
         except ValueError as error:
             print(f"warning: {error}; the replay memory refills.", file=sys.stderr, flush=True)
@@ -325,6 +333,10 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
               "given now.", flush=True)
         return config
     given = given_fields(config)
+    if getattr(config, "_given_fields", None) is None:
+        # Built in code (a notebook's settings cell): what it says of a setting that may
+        # change is meant, even where it equals the default.
+        given = given | set(OVERRIDABLE_ON_RESUME)
     taken, changed = {}, []
     for name, saved_value in saved.items():
         if name in NOT_RUN_SETTINGS or not hasattr(config, name):
@@ -356,10 +368,11 @@ class RunLock:
 
     Why: two trainings in one folder would interleave ``progress.csv`` rows and
     overwrite each other's checkpoints. The file ``<run-dir>/.lock`` names the
-    process and the machine that hold it. A lock is taken over when it is stale:
-    its process is gone from this machine, it is this very process (a notebook
-    kernel running training again), or it comes from another machine (a new Colab
-    session) and the user resumes.
+    process (its id and start time) and the machine that hold it. A lock is taken
+    over when it is stale: its process is gone from this machine (or the id now
+    belongs to another process, after a reboot), it is this very process (a
+    notebook kernel running training again), or it comes from another machine (a
+    new Colab session) and the user resumes.
 
     Args:
         run_dir: the run folder.
@@ -370,45 +383,65 @@ class RunLock:
     """
 
     def __init__(self, run_dir: str, resume: bool):
+        import psutil  # imported here: only a training run needs it
+
         self.path = os.path.join(run_dir, ".lock")
         self._held = False
         os.makedirs(run_dir, exist_ok=True)
-        mine = {"pid": os.getpid(), "host": socket.gethostname()}
-        holder = _read_lock(self.path)
-        if holder is not None and not self._stale(holder, mine, resume):
-            raise CheckpointError(
-                f"{run_dir} is in use by process {holder.get('pid')} on {holder.get('host')}; "
-                f"wait for it to end, stop it, or choose another --run-dir")
-        temporary = f"{self.path}.{os.getpid()}.tmp"
-        with open(temporary, "w") as file:
-            json.dump(mine, file)
-        os.replace(temporary, self.path)
-        self._held = True
-
-    @staticmethod
-    def _stale(holder: dict, mine: dict, resume: bool) -> bool:
-        if not holder:
-            return True  # a damaged lock file holds nobody
-        if holder.get("host") != mine["host"]:
-            return resume  # a run moved to a new machine; a new run here would be refused
-        if holder.get("pid") == mine["pid"]:
-            return True
-        try:
-            os.kill(int(holder.get("pid", -1)), 0)
-        except ProcessLookupError:
-            return True  # that process has ended
-        except (PermissionError, ValueError, OverflowError):
-            return False
-        return False
+        self._mine = {"pid": os.getpid(), "host": socket.gethostname(),
+                      "started": psutil.Process().create_time()}
+        for _ in range(3):  # another process may take or drop the lock meanwhile
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = _read_lock(self.path)
+                if holder is not None and not _stale(holder, self._mine, resume):
+                    raise CheckpointError(
+                        f"{run_dir} is in use by process {holder.get('pid')} on "
+                        f"{holder.get('host')}; wait for it to end or stop it (if no training "
+                        f"runs there, the lock file {self.path} is stale: delete it), or "
+                        f"choose another --run-dir") from None
+                try:
+                    os.remove(self.path)  # stale: take it over
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(descriptor, "w") as file:
+                json.dump(self._mine, file)
+            self._held = True
+            return
+        raise CheckpointError(f"could not take the lock {self.path}; try again")
 
     def release(self) -> None:
-        """Removes the lock file, if this object holds it."""
+        """Removes the lock file, if this process still holds it."""
         if self._held:
             self._held = False
-            try:
-                os.remove(self.path)
-            except OSError:
-                pass
+            if _read_lock(self.path) == self._mine:  # not one another machine took over
+                try:
+                    os.remove(self.path)
+                except OSError:
+                    pass
+
+
+def _stale(holder: dict, mine: dict, resume: bool) -> bool:
+    """Whether a lock held by ``holder`` may be taken over by ``mine``."""
+    import psutil
+
+    if not holder:
+        return True  # a damaged lock file holds nobody
+    if holder.get("host") != mine["host"]:
+        return resume  # a run moved to a new machine; a new run here would be refused
+    if holder.get("pid") == mine["pid"]:
+        return True
+    try:
+        process = psutil.Process(int(holder.get("pid", -1)))
+        if "started" not in holder:
+            return False  # alive, as far as can be told
+        return abs(process.create_time() - float(holder["started"])) > 1.0  # a reused id
+    except (psutil.NoSuchProcess, ValueError, TypeError, OverflowError):
+        return True  # that process has ended
+    except psutil.Error:
+        return False
 
 
 def _read_lock(path: str) -> dict | None:
@@ -420,6 +453,17 @@ def _read_lock(path: str) -> dict | None:
         return None
     except (OSError, ValueError):
         return {}  # a damaged lock file holds nobody
+
+
+def first_learning_step(step: int, learning_starts: int, memory_restored: bool) -> int:
+    """The step from which a run (new or resumed at ``step``) learns.
+
+    The memory must first hold ``learning_starts`` transitions: a new run learns from
+    ``learning_starts``; a resumed one whose memory refills, ``learning_starts`` steps
+    later than it resumed; one whose memory was restored, at once, but never before
+    ``learning_starts``.
+    """
+    return max(learning_starts, step + (0 if memory_restored else learning_starts))
 
 
 def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None:

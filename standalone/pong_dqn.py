@@ -57,6 +57,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import csv
 import dataclasses
 import datetime
+import errno
 import glob
 import inspect
 import itertools
@@ -916,7 +917,7 @@ class Checkpointer:
                 self._save_replay(step, replay_state)
             self._loop_state.assign(json.dumps(loop_state))
             self._checkpoint.write(prefix)
-            for path in glob.glob(prefix + ".*"):
+            for path in glob.glob(glob.escape(prefix) + ".*"):
                 _fsync(path)
             pause_point("checkpoint-written")  # a test may kill the process here
             kept = sorted({*self._kept_steps(), step})[-self.max_to_keep:]
@@ -953,6 +954,8 @@ class Checkpointer:
             try:
                 self._checkpoint.restore(prefix).assert_existing_objects_matched()
                 loop_state = json.loads(self._loop_state.numpy().decode())
+                # Saving this step again would rewrite the files it came from in place.
+                self._saved_step = _step_of(prefix)
                 break
             except _READ_ERRORS as error:
                 failures.append(f"{os.path.basename(prefix)} ({_first_line(error)})")
@@ -986,6 +989,8 @@ class Checkpointer:
 
     def _open_replay(self, step: int, loop_state: dict[str, Any]):
         path = self._replay_path(step)
+        if not loop_state.get("replay_saved", True):
+            return None  # a file of that name would be of another save of this step
         if not os.path.exists(path):
             if loop_state.get("replay_saved"):
                 print(f"warning: the replay memory saved with checkpoint {step} is missing "
@@ -1008,7 +1013,7 @@ class Checkpointer:
 
     def _remove_unkept(self, kept: list[int]) -> None:
         """Removes checkpoints and replays of steps not kept, and leftovers of failed saves."""
-        for path in glob.glob(os.path.join(self.directory, "*")):
+        for path in glob.glob(os.path.join(glob.escape(self.directory), "*")):
             match = re.fullmatch(r"(?:ckpt|replay)-(\d+)(\..*)?", os.path.basename(path))
             partial = path.endswith(".tmp.npz") or "_temp" in os.path.basename(path)
             if (match and int(match.group(1)) not in kept) or partial:
@@ -1067,10 +1072,19 @@ def read_loop_state(directory: str) -> dict[str, Any] | None:
 
 
 def _read_loop_state_of(prefix: str) -> dict[str, Any] | None:
+    """The loop record of a checkpoint whose every tensor can be read, else ``None``.
+
+    Why: a half-truncated data file can still yield its small loop record; reading
+    everything (about 27 MB for the Nature network) makes a damaged checkpoint count
+    as damaged everywhere, so a resume never mixes the record of one checkpoint with
+    the weights of another.
+    """
     try:
         reader = tf.train.load_checkpoint(prefix)
-        key = next(name for name in reader.get_variable_to_shape_map()
-                   if name.startswith("loop_state/"))
+        names = list(reader.get_variable_to_shape_map())
+        for name in names:
+            reader.get_tensor(name)
+        key = next(name for name in names if name.startswith("loop_state/"))
         return json.loads(reader.get_tensor(key).decode())
     except _READ_ERRORS:
         return None
@@ -1112,11 +1126,16 @@ def _write_index(directory: str, latest_step: int, kept_steps: list[int]) -> Non
 
 def _fsync(path: str) -> None:
     """Flushes a file, or a folder's list of names, to the disk."""
-    if os.name == "nt" and os.path.isdir(path):
+    folder = os.path.isdir(path)
+    if os.name == "nt" and folder:
         return  # Windows cannot open a folder; its renames are durable without this
-    descriptor = os.open(path, os.O_RDONLY)
+    # Windows flushes only a file opened for writing.
+    descriptor = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
     try:
         os.fsync(descriptor)
+    except OSError as error:
+        if not (folder and error.errno == errno.EINVAL):  # network shares refuse folders
+            raise
     finally:
         os.close(descriptor)
 
@@ -2729,8 +2748,11 @@ def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: 
         run = "a new run"
     else:
         run = f"resumed from the checkpoint of step {resumed_step:,} ({games:,} games)"
-    if memory_restored:
+    if memory_restored and (resumed_step or 0) >= config.learning_starts:
         filling = "restored from the checkpoint, so learning goes on at once"
+    elif memory_restored:
+        filling = (f"restored from the checkpoint; learning starts at step "
+                   f"{config.learning_starts:,}")
     else:
         filling = (f"learning {'restarts' if resumed_step is not None else 'starts'} after "
                    f"{config.learning_starts:,} steps of play that fill it")
@@ -3218,7 +3240,7 @@ class HeldOutQ:
             try:
                 with np.load(self.states_path, allow_pickle=False) as archive:
                     self.states = archive["states"]
-            except (OSError, ValueError, KeyError) as error:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
                 print(f"warning: the held-out states {self.states_path} cannot be read "
                       f"({error}); a new set is drawn", file=sys.stderr, flush=True)
         elif resume_step is not None:
@@ -3261,6 +3283,8 @@ class HeldOutQ:
         temporary = self.states_path + ".tmp.npz"
         try:
             np.savez_compressed(temporary, states=self.states)
+            with open(temporary, "rb+") as file:
+                os.fsync(file.fileno())  # whole on the disk before it takes the name
             os.replace(temporary, self.states_path)
         except OSError as error:
             if os.path.exists(temporary):
@@ -3528,6 +3552,15 @@ class Run:
             CheckpointError: if the checkpoint cannot be read.
             ConfigError: if the saved memory has another size than ``--buffer-size``.
         """
+        try:
+            return self._start_or_restore(q_network, target_network, optimizer, memory,
+                                          learner, env)
+        except BaseException:  # a run that never started its loop leaves nothing open
+            self.__exit__(*sys.exc_info())
+            raise
+
+    def _start_or_restore(self, q_network, target_network, optimizer, memory, learner,
+                          env) -> LoopState:
         config = self.config
         self._checkpointer = Checkpointer(self.checkpoint_dir, q_network, target_network,
                                           optimizer)
@@ -3549,9 +3582,8 @@ class Run:
         resume_step = state.step if self._saved else None
         print(start_banner(config, action_names(env), memory.nbytes, resume_step, state.games,
                            self.memory_restored), flush=True)
-        # As train() computes it: learning waits for learning_starts steps of play,
-        # unless the memory was restored.
-        learn_from_step = state.step + (0 if self.memory_restored else config.learning_starts)
+        learn_from_step = first_learning_step(state.step, config.learning_starts,
+                                              self.memory_restored)
         self.logger = RunLogger(config.run_dir, config.log_every_games, resume_step=resume_step,
                                 on_game=self._on_game, total_steps=config.total_steps,
                                 learn_from_step=learn_from_step,
@@ -3562,11 +3594,11 @@ class Run:
         return state
 
     def _restore_memory(self, memory: ReplayMemory, archive) -> None:
-        saved_size = saved_capacity(archive)
-        if saved_size != self.config.buffer_size:
-            raise ConfigError(f"--resume: the saved replay memory holds {saved_size} "
-                              f"transitions; pass --buffer-size {saved_size} as the run did")
         try:
+            saved_size = saved_capacity(archive)
+            if saved_size != self.config.buffer_size:  # only a checkpoint of an old version
+                raise ValueError(f"it holds {saved_size:,} transitions, not the run's "
+                                 f"{self.config.buffer_size:,}")
             memory.load_state_dict(archive)
         except ValueError as error:
             print(f"warning: {error}; the replay memory refills.", file=sys.stderr, flush=True)
@@ -3697,6 +3729,10 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
               "given now.", flush=True)
         return config
     given = given_fields(config)
+    if getattr(config, "_given_fields", None) is None:
+        # Built in code (a notebook's settings cell): what it says of a setting that may
+        # change is meant, even where it equals the default.
+        given = given | set(OVERRIDABLE_ON_RESUME)
     taken, changed = {}, []
     for name, saved_value in saved.items():
         if name in NOT_RUN_SETTINGS or not hasattr(config, name):
@@ -3728,10 +3764,11 @@ class RunLock:
 
     Why: two trainings in one folder would interleave ``progress.csv`` rows and
     overwrite each other's checkpoints. The file ``<run-dir>/.lock`` names the
-    process and the machine that hold it. A lock is taken over when it is stale:
-    its process is gone from this machine, it is this very process (a notebook
-    kernel running training again), or it comes from another machine (a new Colab
-    session) and the user resumes.
+    process (its id and start time) and the machine that hold it. A lock is taken
+    over when it is stale: its process is gone from this machine (or the id now
+    belongs to another process, after a reboot), it is this very process (a
+    notebook kernel running training again), or it comes from another machine (a
+    new Colab session) and the user resumes.
 
     Args:
         run_dir: the run folder.
@@ -3742,45 +3779,65 @@ class RunLock:
     """
 
     def __init__(self, run_dir: str, resume: bool):
+        import psutil  # imported here: only a training run needs it
+
         self.path = os.path.join(run_dir, ".lock")
         self._held = False
         os.makedirs(run_dir, exist_ok=True)
-        mine = {"pid": os.getpid(), "host": socket.gethostname()}
-        holder = _read_lock(self.path)
-        if holder is not None and not self._stale(holder, mine, resume):
-            raise CheckpointError(
-                f"{run_dir} is in use by process {holder.get('pid')} on {holder.get('host')}; "
-                f"wait for it to end, stop it, or choose another --run-dir")
-        temporary = f"{self.path}.{os.getpid()}.tmp"
-        with open(temporary, "w") as file:
-            json.dump(mine, file)
-        os.replace(temporary, self.path)
-        self._held = True
-
-    @staticmethod
-    def _stale(holder: dict, mine: dict, resume: bool) -> bool:
-        if not holder:
-            return True  # a damaged lock file holds nobody
-        if holder.get("host") != mine["host"]:
-            return resume  # a run moved to a new machine; a new run here would be refused
-        if holder.get("pid") == mine["pid"]:
-            return True
-        try:
-            os.kill(int(holder.get("pid", -1)), 0)
-        except ProcessLookupError:
-            return True  # that process has ended
-        except (PermissionError, ValueError, OverflowError):
-            return False
-        return False
+        self._mine = {"pid": os.getpid(), "host": socket.gethostname(),
+                      "started": psutil.Process().create_time()}
+        for _ in range(3):  # another process may take or drop the lock meanwhile
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = _read_lock(self.path)
+                if holder is not None and not _stale(holder, self._mine, resume):
+                    raise CheckpointError(
+                        f"{run_dir} is in use by process {holder.get('pid')} on "
+                        f"{holder.get('host')}; wait for it to end or stop it (if no training "
+                        f"runs there, the lock file {self.path} is stale: delete it), or "
+                        f"choose another --run-dir") from None
+                try:
+                    os.remove(self.path)  # stale: take it over
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(descriptor, "w") as file:
+                json.dump(self._mine, file)
+            self._held = True
+            return
+        raise CheckpointError(f"could not take the lock {self.path}; try again")
 
     def release(self) -> None:
-        """Removes the lock file, if this object holds it."""
+        """Removes the lock file, if this process still holds it."""
         if self._held:
             self._held = False
-            try:
-                os.remove(self.path)
-            except OSError:
-                pass
+            if _read_lock(self.path) == self._mine:  # not one another machine took over
+                try:
+                    os.remove(self.path)
+                except OSError:
+                    pass
+
+
+def _stale(holder: dict, mine: dict, resume: bool) -> bool:
+    """Whether a lock held by ``holder`` may be taken over by ``mine``."""
+    import psutil
+
+    if not holder:
+        return True  # a damaged lock file holds nobody
+    if holder.get("host") != mine["host"]:
+        return resume  # a run moved to a new machine; a new run here would be refused
+    if holder.get("pid") == mine["pid"]:
+        return True
+    try:
+        process = psutil.Process(int(holder.get("pid", -1)))
+        if "started" not in holder:
+            return False  # alive, as far as can be told
+        return abs(process.create_time() - float(holder["started"])) > 1.0  # a reused id
+    except (psutil.NoSuchProcess, ValueError, TypeError, OverflowError):
+        return True  # that process has ended
+    except psutil.Error:
+        return False
 
 
 def _read_lock(path: str) -> dict | None:
@@ -3792,6 +3849,17 @@ def _read_lock(path: str) -> dict | None:
         return None
     except (OSError, ValueError):
         return {}  # a damaged lock file holds nobody
+
+
+def first_learning_step(step: int, learning_starts: int, memory_restored: bool) -> int:
+    """The step from which a run (new or resumed at ``step``) learns.
+
+    The memory must first hold ``learning_starts`` transitions: a new run learns from
+    ``learning_starts``; a resumed one whose memory refills, ``learning_starts`` steps
+    later than it resumed; one whose memory was restored, at once, but never before
+    ``learning_starts``.
+    """
+    return max(learning_starts, step + (0 if memory_restored else learning_starts))
 
 
 def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None:
@@ -4046,9 +4114,9 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     # A new run starts with the target network equal to the online one; a resumed run
     # gets back its networks, optimizer, step and game counts, exploration state and,
     # if it was saved, its memory. Learning waits until the memory holds
-    # learning_starts transitions of this process's play, unless it was restored.
+    # learning_starts transitions (after a resume, unless the memory was restored).
     state = run.start_or_restore(q_network, target_network, optimizer, memory, learner, env)
-    learn_from_step = state.step + (0 if run.memory_restored else config.learning_starts)
+    learn_from_step = first_learning_step(state.step, config.learning_starts, run.memory_restored)
 
     observation, _ = env.reset(seed=config.seed + state.games)
     with GracefulStop() as stop, run, learner, env:

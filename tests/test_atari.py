@@ -153,6 +153,7 @@ def test_reset_without_noops_presses_fire_for_one_step():
         assert env.unwrapped.ale.getEpisodeFrameNumber() == 4
 
 
+@pytest.mark.slow  # over a second: pytest -m "not slow" stays under a minute
 def test_reset_plays_1_to_30_random_noops_then_fire():
     env = make_env(BREAKOUT)  # noop_max=30, as in the paper.
     log = record_emulator_steps(env)

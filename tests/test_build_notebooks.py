@@ -305,6 +305,7 @@ def test_notebook_cells_follow_the_script_prose():
             assert not [node for node in tree.body if generator.is_main_guard(node)]
 
 
+@pytest.mark.slow  # over a second: pytest -m "not slow" stays under a minute
 def test_notebooks_are_valid_deterministic_and_without_outputs():
     outputs = generator.build(ROOT)
     assert outputs == generator.build(ROOT)
@@ -383,6 +384,7 @@ def test_the_drive_cell_moves_the_folders_only_in_colab(monkeypatch, capsys):
     assert namespace["video_dir"] == "/content/drive/MyDrive/dqn-atari/videos/breakout"
 
 
+@pytest.mark.slow  # over a second: pytest -m "not slow" stays under a minute
 def test_check_names_every_stale_file_and_writes_nothing(tmp_path):
     root = copy_repository(tmp_path)
     assert run_generator(root, "--check").returncode == 0

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import psutil
 import pytest
 
 from common.checkpoint import CheckpointError
@@ -105,10 +106,11 @@ def test_an_unsafe_flag_given_on_resume_is_refused_in_one_line(flag, value):
     assert f"{flag} cannot change during a run" in message and "\n" not in message
 
 
-def test_a_notebook_config_counts_what_differs_from_the_defaults_as_given():
+def test_a_notebook_config_means_what_it_says_of_the_settings_that_may_change():
     config = Settings(resume=True, learning_rate=1e-5)  # built in a cell, not parsed
     resumed = settings_for_resume(config, SAVED)
-    assert resumed.learning_rate == 1e-5 and resumed.total_steps == 5000
+    # total_steps is back at its default in the cell: meant, so it is taken, announced.
+    assert (resumed.learning_rate, resumed.total_steps, resumed.gamma) == (1e-5, 1000, 0.9)
     with pytest.raises(ConfigError, match="--buffer-size cannot change"):
         settings_for_resume(Settings(resume=True, buffer_size=7), SAVED)
 
@@ -124,11 +126,16 @@ def test_the_lock_refuses_a_live_process_and_takes_over_stale_ones(tmp_path):
     RunLock(str(tmp_path), resume=False).release()  # this process again: a notebook rerun
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (tmp_path / ".lock").write_text(json.dumps({"pid": sleeper.pid,
+        started = psutil.Process(sleeper.pid).create_time()
+        (tmp_path / ".lock").write_text(json.dumps({"pid": sleeper.pid, "started": started,
                                                     "host": socket.gethostname()}))
         with pytest.raises(CheckpointError) as raised:
             RunLock(str(tmp_path), resume=True)
         assert f"in use by process {sleeper.pid} on {socket.gethostname()}" in str(raised.value)
+        # The same id, but a process started at another time (after a reboot): stale.
+        (tmp_path / ".lock").write_text(json.dumps({"pid": sleeper.pid, "started": started - 99,
+                                                    "host": socket.gethostname()}))
+        RunLock(str(tmp_path), resume=True).release()
     finally:
         sleeper.kill()
         sleeper.wait()

@@ -30,6 +30,7 @@ def recorder_of(env):
     return env
 
 
+@pytest.mark.slow  # over a second: pytest -m "not slow" stays under a minute
 def test_every_second_game_is_a_decodable_mp4_named_with_its_score(tmp_path):
     env = make_env("BreakoutNoFrameskip-v4", video_dir=str(tmp_path), video_every=2,
                    max_frames_per_game=2_000)
@@ -70,6 +71,7 @@ def test_frames_are_read_only_for_recorded_games(tmp_path, monkeypatch):
     env.close()
 
 
+@pytest.mark.slow  # over a second: pytest -m "not slow" stays under a minute
 def test_a_full_disk_warns_and_the_game_goes_on(tmp_path, capsys, monkeypatch):
     env = make_env("BreakoutNoFrameskip-v4", video_dir=str(tmp_path), video_every=1,
                    max_frames_per_game=800)
