@@ -7,7 +7,10 @@ Catch (`tests/catch_env.py`) with a small fully connected network instead of
 Breakout with the Nature network. In 6,000 agent steps (about 660 games, 1,375
 updates; about 10 seconds on two CPU cores) the greedy agent catches every ball.
 
-A broken learning rule fails it: with the sign of gamma flipped, the wrong
+The updates run in turn (`overlap_updates=False`), so the run is the same every
+time (the last 100 games score 0.80 here); with updates beside play, which
+`tests/test_dqn.py` checks apart, the result would depend on thread timing (one CI
+run scored exactly the 0.5 threshold). A broken learning rule fails it: with the sign of gamma flipped, the wrong
 action's Q-value gathered, or the target computed from `s` instead of `s'`, the
 greedy agent scored between -1.0 and 0.25 after the same training in our trials,
 and the last 100 training games below 0.1 (against 0.76 to 0.90 when correct).
@@ -63,6 +66,7 @@ def test_training_loop_learns_catch_far_better_than_random(tmp_path):
         run_dir=str(tmp_path),
         log_every_games=1_000,
         checkpoint_every=100_000,
+        overlap_updates=False,  # updates in turn: the same run every time, not a timing race
     )
 
     summary = breakout_dqn.train(config, make_env=make_catch_env,

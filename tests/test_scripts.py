@@ -1,7 +1,9 @@
 """Smoke tests: the real scripts, run as a user runs them, on tiny budgets.
 
 Each run is a separate process, so these tests see what a user sees: the exit
-status, what is printed, and the files left behind. The tests that train are
+status, what is printed, and the files left behind. Pong's script runs in the slow
+notebook tests (`tests/test_notebooks.py`), from the same generated source, and
+`test_the_two_scripts_share_their_algorithm_line_for_line` holds the twins together. The tests that train are
 marked `slow` (`pytest -m "not slow"` skips them; CI runs them all).
 """
 
@@ -111,23 +113,6 @@ def read_heldout(run_dir):
 
 
 @pytest.mark.slow
-def test_pong_smoke_run(tmp_path):
-    run_dir, video_dir = str(tmp_path / "R"), str(tmp_path / "V")
-    result = run_script("pong_dqn.py", "--total-steps", "1000", "--learning-starts", "500",
-                        "--buffer-size", "10000", "--video-every", "1", "--run-dir", run_dir,
-                        "--video-dir", video_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = read_progress(run_dir)
-    assert rows, "a random Pong game lasts about 800 steps, so 1,000 steps finish one"
-    assert all(-21 <= float(row["score"]) <= 21 for row in rows)
-    assert all(math.isfinite(float(row["loss"])) for row in rows if int(row["step"]) > 600)
-    videos = os.listdir(video_dir)
-    assert videos and all(re.fullmatch(r"pong_game\d{6}_score-?\d+\.mp4", name)
-                          for name in videos), videos
-    assert_decodable_mp4(os.path.join(video_dir, videos[0]))
-
-
-@pytest.mark.slow
 def test_evaluate_a_saved_model(breakout_run, tmp_path):
     _, run_dir, _ = breakout_run
     video_dir = str(tmp_path / "E")
@@ -140,10 +125,7 @@ def test_evaluate_a_saved_model(breakout_run, tmp_path):
     assert len(videos) == 2
     for name in videos:
         assert_decodable_mp4(os.path.join(video_dir, name))
-    # A run folder works too, and finds its model.keras.
-    result = run_script("breakout_dqn.py", "--evaluate", run_dir, "--episodes", "1",
-                        "--video-dir", str(tmp_path / "E2"))
-    assert result.returncode == 0 and "Mean score over 1 games" in result.stdout
+    # A run folder (its model.keras) is evaluated by the SIGTERM test below.
 
 
 def wait_for(condition, timeout, process):
@@ -194,9 +176,11 @@ def test_sigterm_saves_a_checkpoint_and_exits_0(tmp_path):
     assert "replay memory restored" in result.stdout
     assert f"  run folder     {run_dir}: resumed from the checkpoint of step {stopped_at:,}" in \
         result.stdout
-    heldout = read_heldout(run_dir)  # the same states measured on: rows only go forward
+    # The held-out set is drawn once the memory holds 500 transitions (after the stop,
+    # here) and measured again at the end: rows only go forward.
+    heldout = read_heldout(run_dir)
     assert [step for step, _ in heldout] == sorted(step for step, _ in heldout)
-    assert heldout[-1][0] == stopped_at + 300 and len(heldout) >= 3
+    assert heldout[-1][0] == stopped_at + 300 and len(heldout) >= 2
     rows = [row for row in read_progress(run_dir) if int(row["step"]) > stopped_at]
     assert rows and all(math.isfinite(float(row["loss"])) for row in rows)
     assert [int(row["game"]) for row in read_progress(run_dir)] == \
