@@ -124,7 +124,7 @@ class Checkpointer:
             raise CheckpointError(
                 f"could not write the checkpoint of step {step:,} to {self.directory} "
                 f"({_first_line(error)}); the last complete one is {self.latest or 'none'}; "
-                f"free some disk space, then resume with --resume") from None
+                f"free some disk space, then add --resume to the same command") from None
         self._remove_unkept(kept)
         return prefix
 
@@ -386,7 +386,7 @@ def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_a
         CheckpointError: if nothing loadable is found or it does not fit the game.
     """
     checkpoint_dir = os.path.join(path, "checkpoints")
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "model.keras")):
+    if os.path.isdir(path) and _checkpoint_is_newer_than_model(path):
         loop_state = read_loop_state(checkpoint_dir)
         if loop_state is None:
             raise CheckpointError(f"{path} holds neither model.keras nor checkpoints; pass a "
@@ -411,6 +411,20 @@ def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_a
         raise CheckpointError(f"{path} has {q_network.output_shape[-1]} outputs but {env_id} "
                               f"has {num_actions} actions; is it a model of another game?")
     return q_network
+
+
+def _checkpoint_is_newer_than_model(run_dir: str) -> bool:
+    """Whether a run folder's newest checkpoint is newer than its ``model.keras``, if any.
+
+    Why: a finished run that was resumed and then stopped keeps the older
+    ``model.keras``; the agent to watch is the newest checkpoint's.
+    """
+    model_path = os.path.join(run_dir, "model.keras")
+    if not os.path.isfile(model_path):
+        return True
+    candidates = checkpoint_candidates(os.path.join(run_dir, "checkpoints"))
+    return bool(candidates) and os.path.getmtime(candidates[0] + ".index") > \
+        os.path.getmtime(model_path)
 
 
 def save_model_atomically(model: keras.Model, path: str) -> None:

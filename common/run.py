@@ -33,7 +33,7 @@ import numpy as np
 
 from common.checkpoint import (CheckpointError, Checkpointer, read_loop_state,
                                save_model_atomically)
-from common.config import ConfigError, check_memory, given_fields
+from common.config import ConfigError, check_config, check_memory, given_fields
 from common.dqn import BackgroundLearner
 from common.logger import (PICTURE_EVERY_SECONDS, HeldOutQ, RunLogger, action_names,
                            start_banner)
@@ -122,9 +122,17 @@ class Run:
             self._saved = open_run(self.checkpoint_dir, config.resume, config.env_id)
             if self._saved is not None:
                 config = settings_for_resume(config, self._saved.get("settings"))
+                check_config(config)  # the settings as resumed, not only as given
             # Restoring a saved memory reads it in pieces, so one piece is all it adds.
-            check_memory(ReplayMemory.bytes_needed(config.buffer_size) + 64 * 2**20,
-                         ReplayMemory.bytes_needed(1))
+            try:
+                check_memory(ReplayMemory.bytes_needed(config.buffer_size) + 64 * 2**20,
+                             ReplayMemory.bytes_needed(1))
+            except ConfigError as error:
+                if self._saved is None:
+                    raise
+                raise ConfigError(f"--resume: {str(error).split('; pass')[0]}; the run's "
+                                  f"--buffer-size cannot change, so free some memory or "
+                                  f"resume on a machine with more") from None
         except BaseException:
             self.lock.release()
             raise

@@ -312,3 +312,17 @@ def test_saved_files_are_flushed_to_disk_before_the_index_names_them(tmp_path, m
     assert names.index("ckpt-100.index") < names.index("checkpoint.tmp")
     save_model_atomically(fresh_parts()[0], str(tmp_path / "model.keras"))
     assert ".partial-model.keras" in [os.path.basename(path) for path in synced]
+
+
+def test_a_run_folder_plays_its_newest_checkpoint_when_newer_than_its_model(tmp_path, capsys):
+    q_network, target_network, optimizer = trained_parts()
+    save_model_atomically(q_network, str(tmp_path / "model.keras"))
+    os.utime(tmp_path / "model.keras", (1_000_000, 1_000_000))  # a model from long ago
+    Checkpointer(str(tmp_path / "checkpoints"), q_network, target_network, optimizer).save(
+        300, {"env_id": "BreakoutNoFrameskip-v4", "step": 300})
+    build = lambda shape, actions: tiny_network()  # noqa: E731
+    load_agent(str(tmp_path), "BreakoutNoFrameskip-v4", (3,), 2, build)
+    assert "Playing with the network of checkpoint" in capsys.readouterr().out
+    os.utime(tmp_path / "model.keras")  # now the model is the newest: it is played
+    load_agent(str(tmp_path), "BreakoutNoFrameskip-v4", (3,), 2, build)
+    assert "Playing with the network of checkpoint" not in capsys.readouterr().out

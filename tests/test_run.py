@@ -154,3 +154,22 @@ def test_a_new_run_refuses_a_folder_with_an_earlier_progress_csv(tmp_path):
     (tmp_path / "progress.csv").write_text("step,game\n100,1\n")
     with pytest.raises(CheckpointError, match="would overwrite; choose another --run-dir"):
         open_run(str(tmp_path / "checkpoints"), resume=False, env_id="BreakoutNoFrameskip-v4")
+
+
+def test_a_resume_that_does_not_fit_in_memory_advises_no_refused_flag(tmp_path, monkeypatch):
+    saved = {"env_id": "BreakoutNoFrameskip-v4", "step": 10, "games": 1, "settings": {}}
+    monkeypatch.setattr("common.run.read_loop_state", lambda directory: saved)
+    monkeypatch.setattr("common.run.check_config", lambda config: None)
+
+    def too_big(*arguments):
+        raise ConfigError("the replay memory needs 7.1 GB but only 3.0 GB of memory is "
+                          "available; pass a smaller --buffer-size (for example ...)")
+
+    monkeypatch.setattr("common.run.check_memory", too_big)
+    from common.run import Run
+    with pytest.raises(ConfigError) as raised:
+        Run(Settings(run_dir=str(tmp_path), resume=True))
+    message = str(raised.value)
+    assert "needs 7.1 GB but only 3.0 GB" in message and "pass a smaller" not in message
+    assert "cannot change, so free some memory" in message
+    assert not (tmp_path / ".lock").exists()  # the refused run leaves no lock behind
