@@ -148,7 +148,8 @@ class Config:
 step): 1 to 30 random no-ops at the start of a game, every action repeated for
 4 frames with the pixel-wise maximum of the last two frames as the observation
 (Atari sprites flicker), a lost life ending the learning episode while the game
-goes on, FIRE pressed to launch the ball, rewards clipped to -1, 0 or +1,
+goes on, FIRE pressed to launch the ball (a departure from the paper), rewards
+clipped to -1, 0 or +1,
 84x84 grayscale frames and a stack of the last 4 of them. The score we report is
 the raw score of a whole game (all five lives, rewards not clipped); gymnasium's
 `RecordEpisodeStatistics` puts it in `info["episode"]["r"]` when a game ends.

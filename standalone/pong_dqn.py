@@ -4026,7 +4026,7 @@ step): 1 to 30 random no-ops at the start of a game, every action repeated for
 4 frames with the pixel-wise maximum of the last two frames as the observation
 (Atari sprites flicker), a lost life ending the learning episode while the game
 goes on (Pong has no lives, so its episodes are whole games), FIRE pressed
-after each reset as the reference wrappers do for every game that has it,
+after each reset in every game that has it (a departure from the paper),
 rewards clipped to -1, 0 or +1 (Pong's are already), 84x84 grayscale frames and
 a stack of the last 4 of them. The score we report is the raw score of a whole
 game (21 points, the agent's minus the opponent's); gymnasium's
