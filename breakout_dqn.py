@@ -111,6 +111,9 @@ class Config:
     max_gradient_norm: float = 10.0
     """gradients are rescaled to at most this global norm (the paper has no such
     clipping)."""
+    double_dqn: bool = False
+    """Double DQN's target (van Hasselt et al., 2016): the online network picks the next
+    action, the target network values it; off, as in the paper."""
     overlap_updates: bool = True
     """run each update on a worker thread while the agent plays on (faster; the agent may
     act with weights one update old)."""
@@ -250,7 +253,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     optimizer = FusedAdam(learning_rate=config.learning_rate)  # Keras' Adam, one fused kernel
     greedy_actions = make_greedy_policy(q_network)
     train_step = make_train_step(q_network, target_network, optimizer, config.gamma,
-                                 config.max_gradient_norm)
+                                 config.max_gradient_norm, config.double_dqn)
     learner = BackgroundLearner(train_step, make_target_sync(q_network, target_network),
                                 overlap=config.overlap_updates)
     memory = ReplayMemory(config.buffer_size, frame_shape=observation_shape[:-1],

@@ -1967,7 +1967,8 @@ def choose_action(greedy_actions: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tens
 
 def make_train_step(q_network: keras.Model, target_network: keras.Model,
                     optimizer: keras.optimizers.Optimizer, gamma: float,
-                    max_gradient_norm: float = 10.0) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
+                    max_gradient_norm: float = 10.0,
+                    double_dqn: bool = False) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
     """Returns one DQN update as a graph function.
 
     Why: this is the learning rule of Mnih et al. (2015), Algorithm 1, with the
@@ -1985,6 +1986,9 @@ def make_train_step(q_network: keras.Model, target_network: keras.Model,
         gamma: discount factor in [0, 1].
         max_gradient_norm: the gradients are rescaled so their global norm is at
             most this. Not in the Nature paper; Stable-Baselines3 uses 10.
+        double_dqn: take the next action from the online network and its value from
+            the target network (van Hasselt et al., 2016), instead of the target
+            network's maximum, which overestimates.
 
     Returns:
         ``train_step(observations, actions, rewards, next_observations, terminated)
@@ -2000,8 +2004,16 @@ def make_train_step(q_network: keras.Model, target_network: keras.Model,
         # The Bellman target, held fixed during this update (no gradient flows into it):
         #   y = r + gamma * max_a' Q_target(s', a') * (1 - terminated)
         next_q_values = target_network(next_observations, training=False)
-        targets = rewards + gamma * tf.reduce_max(next_q_values, axis=1) * (1.0 - terminated)
-        targets = tf.stop_gradient(targets)
+        if double_dqn:
+            # Deviation (double-dqn): with --double-dqn (off by default), van Hasselt et
+            # al. (2016): a' = argmax_a' Q(s', a') by the online network, then
+            #   y = r + gamma * Q_target(s', a') * (1 - terminated)
+            next_actions = tf.argmax(q_network(next_observations, training=False), axis=1,
+                                     output_type=tf.int32)
+            next_values = tf.gather(next_q_values, next_actions, axis=1, batch_dims=1)
+        else:
+            next_values = tf.reduce_max(next_q_values, axis=1)
+        targets = tf.stop_gradient(rewards + gamma * next_values * (1.0 - terminated))
         with tf.GradientTape() as tape:
             q_values = q_network(observations, training=True)
             chosen_q_values = tf.gather(q_values, actions, axis=1, batch_dims=1)  # Q(s, a)
@@ -3987,6 +3999,9 @@ class Config:
     max_gradient_norm: float = 10.0
     """gradients are rescaled to at most this global norm (the paper has no such
     clipping)."""
+    double_dqn: bool = False
+    """Double DQN's target (van Hasselt et al., 2016): the online network picks the next
+    action, the target network values it; off, as in the paper."""
     overlap_updates: bool = True
     """run each update on a worker thread while the agent plays on (faster; the agent may
     act with weights one update old)."""
@@ -4126,7 +4141,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     optimizer = FusedAdam(learning_rate=config.learning_rate)  # Keras' Adam, one fused kernel
     greedy_actions = make_greedy_policy(q_network)
     train_step = make_train_step(q_network, target_network, optimizer, config.gamma,
-                                 config.max_gradient_norm)
+                                 config.max_gradient_norm, config.double_dqn)
     learner = BackgroundLearner(train_step, make_target_sync(q_network, target_network),
                                 overlap=config.overlap_updates)
     memory = ReplayMemory(config.buffer_size, frame_shape=observation_shape[:-1],

@@ -382,3 +382,32 @@ def test_choose_action_is_uniform_at_epsilon_1_and_greedy_at_0():
     mixed = [choose_action(greedy_actions, np.zeros((3,)), 0.25, rng, 4) for _ in range(4000)]
     # 75% greedy (action 2) plus a quarter of the 25% random ones.
     assert abs(mixed.count(2) / 4000 - (0.75 + 0.25 / 4)) < 0.03
+
+
+# Double DQN's targets for the batch above, by hand. Sample 2 (s' = [0.2, 0.2, 0.8, 0]):
+# online Q(s') = [0.06, 0.06, 0.53], so a' = 2; target Q(s') = [0.32, 0.88, 0.62], so
+# y = 0 + 0.9 * 0.62 = 0.558 where DQN takes the target's maximum: 0.9 * 0.88 = 0.792.
+# Sample 3: both networks pick action 0. Samples 0 and 1 are terminal.
+DOUBLE_DQN_TARGETS = np.array([1.0, -0.5, 0.558, 3.746])
+
+
+def test_double_dqn_takes_the_online_action_and_the_target_value(networks):
+    q_network, target_network = networks
+    online_next = flat(NEXT_OBSERVATIONS) @ ONLINE_KERNEL + ONLINE_BIAS
+    target_next = flat(NEXT_OBSERVATIONS) @ TARGET_KERNEL + TARGET_BIAS
+    np.testing.assert_allclose(online_next[2], [0.06, 0.06, 0.53], atol=1e-12)
+    np.testing.assert_allclose(target_next[2], [0.32, 0.88, 0.62], atol=1e-12)
+    np.testing.assert_allclose(
+        REWARDS + GAMMA * target_next[np.arange(4), online_next.argmax(axis=1)] * (1 - TERMINATED),
+        DOUBLE_DQN_TARGETS, atol=1e-12)
+    assert DOUBLE_DQN_TARGETS[2] != pytest.approx(hand_targets()[2])  # the two rules differ
+
+    train_step = make_train_step(q_network, target_network, keras.optimizers.SGD(0.0), GAMMA,
+                                 double_dqn=True)
+    loss, _ = run_train_step(train_step)
+    errors = hand_chosen_q_values() - DOUBLE_DQN_TARGETS
+    expected = np.where(np.abs(errors) <= 1, 0.5 * errors**2, np.abs(errors) - 0.5).mean()
+    assert loss == pytest.approx(expected, rel=1e-5)
+    plain_loss, _ = run_train_step(make_train_step(q_network, target_network,
+                                                   keras.optimizers.SGD(0.0), GAMMA))
+    assert plain_loss != pytest.approx(loss, rel=1e-3)
