@@ -3074,10 +3074,6 @@ class RunLogger:
             self._write_row(self._heldout, [step, _round(value)])
         self._write_scalars(step, {"charts/heldout_q": value})
 
-    def log_scalar(self, tag: str, step: int, value: float) -> None:
-        """Adds one TensorBoard point (a failed write warns once, like the CSV)."""
-        self._write_scalars(step, {tag: value})
-
     def flush_to_disk(self) -> bool:
         """Makes every CSV row written so far durable: flushed and ``fsync``-ed.
 
@@ -3260,7 +3256,7 @@ class HeldOutQ:
         self._logger = logger
         self._rng = np.random.default_rng(seed)
         self.states: np.ndarray | None = None
-        self._step, self._memory, self._policy = 0, None, None
+        self._step, self._policy = 0, None
         self._measured_step: int | None = None
         if os.path.exists(self.states_path):
             try:
@@ -3285,7 +3281,7 @@ class HeldOutQ:
             greedy_actions: the policy of ``common.dqn.make_greedy_policy``, which also
                 returns the action values.
         """
-        self._step, self._memory, self._policy = step, memory, greedy_actions
+        self._step, self._policy = step, greedy_actions
         if self.states is None:
             if step >= self.draw_at_step and len(memory) >= self.size:
                 self.states = memory.sample(self.size, rng=self._rng).observations

@@ -97,7 +97,7 @@ def test_a_tensorboard_error_that_is_not_an_oserror_warns_once_and_logging_goes_
 
     monkeypatch.setattr(logger._events, "add_event", disk_full)
     logger.log_game(100, 1, 1.0, 1.0, 0.5, 0.1, 0.1)
-    logger.log_scalar("charts/heldout_q", 100, 0.5)
+    logger.log_heldout_q(100, 0.5)  # a TensorBoard point besides the game rows
     logger.log_game(200, 2, 1.0, 1.0, 0.5, 0.1, 0.1)
     logger.close()
     warnings = capsys.readouterr().err
