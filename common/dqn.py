@@ -151,18 +151,26 @@ def make_train_step(q_network: keras.Model, target_network: keras.Model,
             network's maximum, which overestimates.
 
     Returns:
-        ``train_step(observations, actions, rewards, next_observations, terminated)
-        -> (loss, mean_q)`` for a batch of uint8 observations, int32 actions and
-        float32 rewards and terminated flags (0 or 1); it applies one optimizer
-        step and returns the Huber loss and the mean of the chosen Q(s, a).
+        ``train_step(observations, actions, rewards, next_observations, terminated,
+        bootstrap_steps=None) -> (loss, mean_q)`` for a batch of uint8 observations,
+        int32 actions and float32 rewards and terminated flags (0 or 1); it applies
+        one optimizer step and returns the Huber loss and the mean of the chosen
+        Q(s, a). With n-step returns (``ReplayMemory(n_step=N)``), ``rewards`` are the
+        discounted sums of up to N rewards and ``bootstrap_steps`` the number ``m`` of
+        steps from ``s`` to ``s'``, so the next state's value counts ``gamma ** m``.
     """
     huber = keras.losses.Huber(delta=1.0)
     gamma = tf.constant(gamma, tf.float32)
 
     @tf.function
-    def train_step(observations, actions, rewards, next_observations, terminated):
+    def train_step(observations, actions, rewards, next_observations, terminated,
+                   bootstrap_steps=None):
         # The Bellman target, held fixed during this update (no gradient flows into it):
         #   y = r + gamma * max_a' Q_target(s', a') * (1 - terminated)
+        # Deviation (n-step): with --n-step N (1 by default), as in Rainbow (Hessel et al.,
+        # 2018), r is r_t + gamma * r_t+1 + ... over the m <= N steps to s' = s_t+m, which
+        # the replay memory sums (it stops at the episode's end), and gamma becomes gamma^m.
+        discounts = gamma if bootstrap_steps is None else tf.pow(gamma, bootstrap_steps)
         next_q_values = target_network(next_observations, training=False)
         if double_dqn:
             # Deviation (double-dqn): with --double-dqn (off by default), van Hasselt et
@@ -173,7 +181,7 @@ def make_train_step(q_network: keras.Model, target_network: keras.Model,
             next_values = tf.gather(next_q_values, next_actions, axis=1, batch_dims=1)
         else:
             next_values = tf.reduce_max(next_q_values, axis=1)
-        targets = tf.stop_gradient(rewards + gamma * next_values * (1.0 - terminated))
+        targets = tf.stop_gradient(rewards + discounts * next_values * (1.0 - terminated))
         with tf.GradientTape() as tape:
             q_values = q_network(observations, training=True)
             chosen_q_values = tf.gather(q_values, actions, axis=1, batch_dims=1)  # Q(s, a)

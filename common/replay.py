@@ -28,6 +28,12 @@ How the ring works:
    episodes are never mixed.
 5. Once the ring has wrapped, the oldest transitions whose history would reach into
    slots already overwritten by newer frames are not sampled.
+6. With ``n_step`` N > 1 (an option beyond the paper), ``sample`` reads each
+   transition's window forward from its slot: the rewards of up to N transitions,
+   stopping after a terminated one or at the end of the episode, and the stack of the
+   slot after the window's last transition as the state to bootstrap from. Nothing
+   more is stored per transition. While an episode goes on, its newest N - 1
+   transitions are not sampled: their windows are not complete yet.
 
 The memory assumes one sequential stream of experience: the ``observation`` passed to
 ``add`` is the ``next_observation`` of the previous call, unless that call ended the
@@ -61,10 +67,17 @@ class Batch(NamedTuple):
         observations: uint8, shape ``(B, *frame_shape, history_length)``, channels-last
             with the newest frame last.
         actions: int32, shape ``(B,)``.
-        rewards: float32, shape ``(B,)``, the rewards exactly as they were added.
-        next_observations: uint8, same shape as ``observations``.
+        rewards: float32, shape ``(B,)``, the rewards exactly as they were added; with
+            ``n_step`` N > 1, the discounted sum ``r_t + discount * r_{t+1} + ...`` of the
+            ``m <= N`` rewards of each transition's window.
+        next_observations: uint8, same shape as ``observations``: the observation
+            after the action, or with ``n_step`` N > 1 the one ``m`` steps later.
         terminated: float32, shape ``(B,)``, 1.0 where the episode terminated after the
-            action (no bootstrapping), 0.0 otherwise, including truncated episodes.
+            action (after the window's last action with ``n_step`` > 1), so no
+            bootstrapping; 0.0 otherwise, including truncated episodes.
+        bootstrap_steps: float32, shape ``(B,)``, ``m``: how many steps separate
+            ``next_observations`` from ``observations`` (always 1 unless ``n_step``
+            > 1), so the target discounts its value by ``gamma ** m``.
     """
 
     observations: np.ndarray
@@ -72,6 +85,7 @@ class Batch(NamedTuple):
     rewards: np.ndarray
     next_observations: np.ndarray
     terminated: np.ndarray
+    bootstrap_steps: np.ndarray
 
 
 class ReplayMemory:
@@ -87,6 +101,10 @@ class ReplayMemory:
         history_length: Number of frames stacked in an observation (4 in DQN).
         seed: Seed of the generator that draws minibatches; ``None`` seeds it from
             the operating system.
+        n_step: Number of rewards a sampled transition sums before its target
+            bootstraps (1 in DQN; 3 in Rainbow, Hessel et al., 2018).
+        discount: Discount of each further reward in an ``n_step`` sum; needed when
+            ``n_step`` > 1, and it must be the ``gamma`` of the train step.
 
     Raises:
         ValueError: If an argument is out of range.
@@ -98,6 +116,8 @@ class ReplayMemory:
         frame_shape: tuple[int, ...] = (84, 84),
         history_length: int = 4,
         seed: int | None = None,
+        n_step: int = 1,
+        discount: float | None = None,
     ) -> None:
         if not _is_int(history_length) or history_length < 1:
             raise ValueError(f"history_length must be a positive integer, got {history_length!r}.")
@@ -106,6 +126,12 @@ class ReplayMemory:
                 f"capacity must be an integer larger than history_length={history_length}, "
                 f"got {capacity!r}; DQN uses 1_000_000."
             )
+        if not _is_int(n_step) or not 1 <= n_step < capacity:
+            raise ValueError(f"n_step must be a whole number from 1 to capacity - 1, "
+                             f"got {n_step!r}.")
+        if n_step > 1 and (discount is None or not 0.0 <= discount <= 1.0):
+            raise ValueError(f"an n_step of {n_step} needs a discount in [0, 1], "
+                             f"got {discount!r}.")
         frame_shape = tuple(frame_shape)
         if not frame_shape or not all(_is_int(size) and size > 0 for size in frame_shape):
             raise ValueError(
@@ -116,9 +142,13 @@ class ReplayMemory:
         self._frame_shape = tuple(int(size) for size in frame_shape)
         self._history_length = int(history_length)
         self._observation_shape = (*self._frame_shape, self._history_length)
-        # Offsets of the slots that make up a transition, relative to its slot i:
-        # i - (history_length - 1) .. i for the observation, plus i + 1 for the next one.
-        self._offsets = np.arange(-(self._history_length - 1), 2)
+        # Offsets of the slots of an observation's frames, relative to the slot i of its
+        # newest frame: i - (history_length - 1) .. i.
+        self._offsets = np.arange(-(self._history_length - 1), 1)
+        self._n_step = int(n_step)
+        # discount ** k, the weight of the k-th reward of an n-step window.
+        self._reward_weights = np.float32(discount or 0.0) ** np.arange(self._n_step,
+                                                                        dtype=np.float32)
 
         self._frames = np.zeros((self._capacity, *self._frame_shape), dtype=np.uint8)
         self._actions = np.zeros(self._capacity, dtype=_ACTION_DTYPE)
@@ -274,26 +304,34 @@ class ReplayMemory:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         if self._num_valid == 0:
             raise ValueError("cannot sample from an empty replay memory; add transitions first.")
-        slots = self._draw_slots(batch_size, self._rng if rng is None else rng)
-        observations, next_observations = self._gather_stacks(slots)
-        transitions = slots[:, self._history_length - 1]
+        transitions = self._draw_transitions(batch_size, self._rng if rng is None else rng)
+        history = self._history_slots(transitions)
+        if self._n_step == 1:
+            observations, next_observations = self._gather_stacks(history, (transitions + 1)
+                                                                  % self._capacity)
+            return Batch(
+                observations=observations,
+                actions=self._actions[transitions].astype(np.int32),
+                rewards=self._rewards[transitions],
+                next_observations=next_observations,
+                terminated=self._terminated[transitions].astype(np.float32),
+                bootstrap_steps=np.ones(len(transitions), dtype=np.float32),
+            )
+        steps, returns, terminated, bootstrap_slots = self._n_step_windows(transitions)
         return Batch(
-            observations=observations,
+            observations=self._gather_stack(history),
             actions=self._actions[transitions].astype(np.int32),
-            rewards=self._rewards[transitions],
-            next_observations=next_observations,
-            terminated=self._terminated[transitions].astype(np.float32),
+            rewards=returns,
+            next_observations=self._gather_stack(self._history_slots(bootstrap_slots)),
+            terminated=terminated.astype(np.float32),
+            bootstrap_steps=steps.astype(np.float32),
         )
 
-    def _draw_slots(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
-        """Draws sampleable transitions and returns the slots of their frames.
+    def _draw_transitions(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """Draws the slots of ``batch_size`` sampleable transitions, uniformly.
 
         Candidates are drawn uniformly from the written slots and rejected when they
         are not sampleable, which keeps the draw uniform over sampleable transitions.
-
-        Returns:
-            int array of shape ``(batch_size, history_length + 1)``: per transition, the
-            slots of the observation's frames, oldest first, then the next frame's slot.
         """
         accepted = []
         needed = batch_size
@@ -301,55 +339,103 @@ class ReplayMemory:
             # A few extra candidates make a second round rare.
             candidates = rng.integers(0, self._size, size=needed + 8)
             candidates = candidates[self._valid[candidates]]
-            slots = self._stack_slots(candidates)[:needed]
-            accepted.append(slots)
-            needed -= len(slots)
+            transitions = candidates[self._sampleable(candidates)][:needed]
+            accepted.append(transitions)
+            needed -= len(transitions)
             if needed == 0:
-                return np.concatenate(accepted) if len(accepted) > 1 else slots
+                return np.concatenate(accepted) if len(accepted) > 1 else transitions
         # Almost every slot is unsampleable: choose among all sampleable ones instead.
-        slots = self._stack_slots(np.flatnonzero(self._valid[: self._size]))
-        if len(slots) == 0:
+        candidates = np.flatnonzero(self._valid[: self._size])
+        transitions = candidates[self._sampleable(candidates)]
+        if len(transitions) == 0:
             raise ValueError(
                 "no transition can be sampled yet: each needs its next frame and an unbroken "
                 "history; add more transitions first."
             )
-        return np.concatenate(accepted + [slots[rng.integers(0, len(slots), size=needed)]])
+        return np.concatenate(accepted + [transitions[rng.integers(0, len(transitions),
+                                                                   size=needed)]])
 
-    def _stack_slots(self, transitions: np.ndarray) -> np.ndarray:
-        """Returns the frame slots of valid transitions, dropping unsampleable ones.
+    def _sampleable(self, transitions: np.ndarray) -> np.ndarray:
+        """Which of these slots of valid transitions can be sampled, as a bool array."""
+        sampleable = np.ones(len(transitions), dtype=bool)
+        if self._size == self._capacity:
+            # The ring has wrapped: slots age from the cursor (oldest) round to the slot
+            # before it (newest). A stack whose oldest frame is newer than its transition
+            # has had its history overwritten.
+            oldest = self._cursor
+            oldest_frame_age = (self._history_slots(transitions)[:, 0] - oldest) % self._capacity
+            sampleable &= oldest_frame_age <= (transitions - oldest) % self._capacity
+        if self._n_step > 1 and self._episode_open:
+            # A window that stops short at the newest frame of an episode that goes on
+            # is not complete yet: its next transitions are still to come.
+            steps, _, _, bootstrap_slots = self._n_step_windows(transitions)
+            newest_frame = (self._cursor - 1) % self._capacity
+            sampleable &= (bootstrap_slots != newest_frame) | (steps == self._n_step)
+        return sampleable
 
-        Args:
-            transitions: Slots holding valid transitions, shape ``(n,)``.
+    def _n_step_windows(self, transitions: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Reads the n-step window that starts at each of these transition slots.
+
+        A window holds the transition and those after it in its episode, up to
+        ``n_step`` in all; it stops after a terminated transition, and at the end of
+        an episode, terminated or truncated (the next slot then holds the episode's
+        final frame, not a transition).
 
         Returns:
-            int array of shape ``(m, history_length + 1)``, ``m <= n``, in the order of
-            ``transitions``.
+            ``(steps, returns, terminated, bootstrap_slots)``, each of shape ``(n,)``:
+            the number ``m`` of transitions in the window, the discounted sum of their
+            rewards, whether the last one terminated, and the slot of the newest frame
+            of the state the target bootstraps from (the one after the window).
         """
-        slots = (transitions[:, None] + self._offsets) % self._capacity
+        window = (transitions[:, None] + np.arange(self._n_step)) % self._capacity
+        terminated = self._terminated[window]
+        # From its k-th transition the window goes on to the next while the episode
+        # does: no termination, and a transition (not a final frame) in the next slot.
+        goes_on = ~terminated[:, :-1] & self._valid[window[:, 1:]]
+        in_window = np.ones(window.shape, dtype=bool)
+        in_window[:, 1:] = np.logical_and.accumulate(goes_on, axis=1)
+        steps = in_window.sum(axis=1)
+        returns = np.where(in_window, self._rewards[window], 0.0) @ self._reward_weights
+        last = window[np.arange(len(window)), steps - 1]
+        return steps, returns.astype(np.float32), self._terminated[last], \
+            (last + 1) % self._capacity
+
+    def _history_slots(self, newest: np.ndarray) -> np.ndarray:
+        """Returns the slots of the frames of the stacks whose newest frames are these.
+
+        Args:
+            newest: Slots of the stacks' newest frames, shape ``(n,)``.
+
+        Returns:
+            int array of shape ``(n, history_length)``, oldest frame first.
+        """
+        slots = (newest[:, None] + self._offsets) % self._capacity
         starts = self._episode_start[slots]
-        # Walk from the newest frame of the observation back to the oldest: a frame
-        # slot before an episode's start slot repeats the slot after it, so the stack
-        # pads with the first frame of the episode, as FrameStackObservation does.
+        # Walk from the newest frame back to the oldest: a frame slot before an
+        # episode's start slot repeats the slot after it, so the stack pads with the
+        # first frame of the episode, as FrameStackObservation does.
         for column in range(self._history_length - 2, -1, -1):
             before_start = starts[:, column + 1]
             slots[:, column] = np.where(before_start, slots[:, column + 1], slots[:, column])
             # Every slot further back is before the start too.
             starts[:, column] |= before_start
-        if self._size == self._capacity:
-            # The ring has wrapped: slots age from the cursor (oldest) round to the slot
-            # before it (newest). Drop stacks whose oldest frame is newer than their
-            # transition, meaning that its history has been overwritten.
-            oldest = self._cursor
-            oldest_frame_age = (slots[:, 0] - oldest) % self._capacity
-            in_order = oldest_frame_age <= (transitions - oldest) % self._capacity
-            slots = slots[in_order]
         return slots
 
-    def _gather_stacks(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rebuilds channels-last observation and next-observation stacks.
+    def _gather_stack(self, slots: np.ndarray) -> np.ndarray:
+        """Builds a contiguous channels-last uint8 stack from ``_history_slots``."""
+        stack = np.empty((len(slots), *self._observation_shape), dtype=np.uint8)
+        for column in range(self._history_length):
+            stack[..., column] = self._frames[slots[:, column]]
+        return stack
+
+    def _gather_stacks(self, slots: np.ndarray, next_frames: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Rebuilds the observation stacks and the stacks one frame later.
 
         Args:
-            slots: Output of ``_stack_slots``, shape ``(B, history_length + 1)``.
+            slots: Output of ``_history_slots``, shape ``(B, history_length)``.
+            next_frames: Slots of the next observations' newest frames, shape ``(B,)``.
 
         Returns:
             Two contiguous uint8 arrays of shape ``(B, *frame_shape, history_length)``.
@@ -368,7 +454,7 @@ class ReplayMemory:
             np.right_shift(observations.view(word), 8, out=next_observations.view(word))
         else:
             next_observations[..., :-1] = observations[..., 1:]
-        next_observations[..., -1] = self._frames[slots[:, history]]
+        next_observations[..., -1] = self._frames[next_frames]
         return observations, next_observations
 
     def _arrays(self) -> dict[str, np.ndarray]:

@@ -411,3 +411,28 @@ def test_double_dqn_takes_the_online_action_and_the_target_value(networks):
     plain_loss, _ = run_train_step(make_train_step(q_network, target_network,
                                                    keras.optimizers.SGD(0.0), GAMMA))
     assert plain_loss != pytest.approx(loss, rel=1e-3)
+
+
+# n-step targets for the batch above, by hand, with m = 1, 2, 3 and 2 steps to s': the
+# target network's best next values are 0.88 (sample 2) and 1.94 (sample 3), so
+# y_2 = 0 + 0.9**3 * 0.88 = 0.64152 and y_3 = 2 + 0.9**2 * 1.94 = 3.5714. Samples 0
+# and 1 are terminal: their m does not matter.
+BOOTSTRAP_STEPS = np.array([1.0, 2.0, 3.0, 2.0], np.float32)
+N_STEP_TARGETS = np.array([1.0, -0.5, 0.64152, 3.5714])
+
+
+def test_n_step_target_discounts_the_bootstrap_by_gamma_to_the_m(networks):
+    q_network, target_network = networks
+    target_next = flat(NEXT_OBSERVATIONS) @ TARGET_KERNEL + TARGET_BIAS
+    np.testing.assert_allclose(target_next.max(axis=1)[2:], [0.88, 1.94], atol=1e-12)
+    train_step = make_train_step(q_network, target_network, keras.optimizers.SGD(0.0), GAMMA)
+
+    loss, _ = train_step(OBSERVATIONS, ACTIONS, REWARDS, NEXT_OBSERVATIONS, TERMINATED,
+                         BOOTSTRAP_STEPS)
+    errors = hand_chosen_q_values() - N_STEP_TARGETS
+    expected = np.where(np.abs(errors) <= 1, 0.5 * errors**2, np.abs(errors) - 0.5).mean()
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    # One step each is the one-step target exactly.
+    one_step, _ = train_step(OBSERVATIONS, ACTIONS, REWARDS, NEXT_OBSERVATIONS, TERMINATED,
+                             np.ones(4, np.float32))
+    assert float(one_step) == run_train_step(train_step)[0]

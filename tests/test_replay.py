@@ -342,3 +342,130 @@ def test_a_damaged_archive_leaves_the_memory_empty_and_says_why(tmp_path):
     assert len(restored) == 0
     restored.add(*play([3])[0][0])  # and it fills again from scratch
     assert len(restored) == 1
+
+
+# n-step returns (--n-step): every sampled window against a plain loop over the stream.
+
+def naive_n_step_windows(steps, n, gamma):
+    """Each transition's n-step window, by a plain loop over the stream of ``add`` calls.
+
+    Returns:
+        {newest frame number of the observation: (observation, action, return,
+        bootstrap observation, terminated, m)}, for the transitions whose window is
+        complete: it holds n transitions or ends with its episode. A window that runs
+        past the end of the stream (the episode goes on) is left out.
+    """
+    windows = {}
+    for t, (observation, action, *_) in enumerate(steps):
+        discounted_return = 0.0
+        for k in range(n):
+            if t + k == len(steps):
+                break  # the episode goes on beyond what has been added
+            _, _, reward, next_observation, terminated, truncated = steps[t + k]
+            discounted_return += gamma ** k * reward
+            if terminated or truncated or k == n - 1:
+                windows[frame_id_of(observation[..., -1])] = (
+                    observation, action, discounted_return, next_observation, terminated, k + 1)
+                break
+    return windows
+
+
+def check_n_step_batch(batch: Batch, windows: dict) -> list[int]:
+    """Asserts every sampled transition is the naive loop's window; returns their ids."""
+    ids = []
+    for b in range(len(batch.actions)):
+        key = frame_id_of(batch.observations[b, ..., -1])
+        assert key in windows, f"sampled transition {key}: not stored, or its window is incomplete"
+        observation, action, discounted_return, next_observation, terminated, steps = windows[key]
+        np.testing.assert_array_equal(batch.observations[b], observation)
+        assert batch.actions[b] == action
+        assert batch.rewards[b] == pytest.approx(discounted_return, abs=1e-6)
+        np.testing.assert_array_equal(batch.next_observations[b], next_observation)
+        assert batch.terminated[b] == float(terminated)
+        assert batch.bootstrap_steps[b] == steps
+        ids.append(key)
+    return ids
+
+
+# The memory sees a lost life and a game over alike: both end the learning episode
+# with terminated=True (common/atari.py); a time limit ends it with truncated=True.
+LIFE_LOST, GAME_OVER, TIME_LIMIT = "terminated", "terminated", "truncated"
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_n_step_windows_equal_a_plain_loop_over_the_stream(n):
+    ends = [LIFE_LOST, LIFE_LOST, GAME_OVER, TIME_LIMIT, LIFE_LOST, GAME_OVER, "open"]
+    steps, _, _ = play([1, 2, 6, 4, 3, 8, 7], ends)
+    memory = ReplayMemory(200, FRAME_SHAPE, HISTORY, seed=10, n_step=n, discount=0.9)
+    for step in steps:
+        memory.add(*step)
+    windows = naive_n_step_windows(steps, n, 0.9)
+    seen = set()
+    for _ in range(40):
+        seen.update(check_n_step_batch(memory.sample(32), windows))
+    assert seen == set(windows)  # all but the open episode's newest n - 1
+    assert len(windows) == len(steps) - (n - 1)
+    assert {windows[key][5] for key in seen} == set(range(1, n + 1))
+
+
+def test_n_step_windows_across_the_wrap_around():
+    capacity, n = 37, 3
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 12, size=40).tolist()
+    ends = [str(end) for end in rng.choice([LIFE_LOST, TIME_LIMIT], size=39)] + ["open"]
+    steps, _, next_frame_id = play(lengths, ends)
+    memory = ReplayMemory(capacity, FRAME_SHAPE, HISTORY, seed=11, n_step=n, discount=0.99)
+    for step in steps:
+        memory.add(*step)
+    assert next_frame_id > 5 * capacity
+    oldest_kept = next_frame_id - capacity  # frames still in the ring
+    windows = {key: window for key, window in naive_n_step_windows(steps, n, 0.99).items()
+               if min(frame_id_of(window[0][..., c]) for c in range(HISTORY)) >= oldest_kept}
+    seen = set()
+    for _ in range(80):
+        seen.update(check_n_step_batch(memory.sample(32), windows))
+    assert seen == set(windows)
+    # Some sampled windows do cross the ring's end, from its last slot to its first.
+    assert any(key % capacity > (key + windows[key][5]) % capacity for key in seen)
+
+
+def test_n_step_memory_restored_and_cut_at_a_resume_samples_truncated_windows(tmp_path):
+    # A run saved mid-episode with --save-replay, resumed: the memory comes back, and
+    # end_episode() cuts the open episode, so its last windows bootstrap like a
+    # truncated episode's. The new game's windows never reach into the old one.
+    n = 3
+    steps, _, next_frame_id = play([9, 6], ends=[LIFE_LOST, "open"])
+    memory = ReplayMemory(100, FRAME_SHAPE, HISTORY, seed=12, n_step=n, discount=0.9)
+    for step in steps:
+        memory.add(*step)
+    np.savez(tmp_path / "replay.npz", **memory.state_dict())
+    restored = ReplayMemory(100, FRAME_SHAPE, HISTORY, seed=12, n_step=n, discount=0.9)
+    with np.load(tmp_path / "replay.npz", allow_pickle=False) as archive:
+        restored.load_state_dict(archive)
+    for expected, actual in zip(memory.sample(32), restored.sample(32)):
+        np.testing.assert_array_equal(expected, actual)
+    restored.end_episode()
+    new_steps, _, _ = play([5], ends=["open"], first_frame_id=next_frame_id)
+    for step in new_steps:
+        restored.add(*step)
+    cut = steps[:-1] + [(*steps[-1][:5], True)]  # the open episode, as if truncated there
+    windows = {**naive_n_step_windows(cut, n, 0.9), **naive_n_step_windows(new_steps, n, 0.9)}
+    seen = set()
+    for _ in range(30):
+        seen.update(check_n_step_batch(restored.sample(32), windows))
+    assert seen == set(windows)
+
+
+def test_one_step_batches_say_one_bootstrap_step():
+    memory = ReplayMemory(50, FRAME_SHAPE, HISTORY, seed=0)
+    fill(memory, [10])
+    batch = memory.sample(5)
+    assert batch.bootstrap_steps.dtype == np.float32
+    assert (batch.bootstrap_steps == 1.0).all()
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_step=0), dict(n_step=3), dict(n_step=3, discount=1.5),
+                                    dict(n_step=50, discount=0.9), dict(n_step=2.0, discount=0.9)])
+def test_constructor_rejects_bad_n_step_arguments(kwargs):
+    with pytest.raises(ValueError, match="n_step"):
+        ReplayMemory(50, FRAME_SHAPE, HISTORY, **kwargs)
