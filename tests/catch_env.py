@@ -20,6 +20,8 @@ import gymnasium as gym
 import keras
 import numpy as np
 
+from common.networks import DuelingHead
+
 ROWS, COLUMNS = 10, 5
 FRAME_STACK = 4
 LEFT, STAY, RIGHT = 0, 1, 2
@@ -96,13 +98,15 @@ def make_catch_env(env_id: str = "Catch", *, video_dir=None, video_every: int = 
 
 
 def build_small_q_network(observation_shape: tuple[int, ...], num_actions: int,
-                          name: str = "q_network") -> keras.Model:
+                          name: str = "q_network", dueling: bool = False) -> keras.Model:
     """A small fully connected Q-network for Catch, in place of the Nature network.
 
     Args:
         observation_shape: shape of one observation, `(rows, columns, 4)`.
         num_actions: number of actions, read from the environment.
         name: the model's name.
+        dueling: value and advantage streams joined by `common.networks.DuelingHead`,
+            as `build_q_network(dueling=True)` builds them.
 
     Returns:
         An uncompiled `keras.Model` from uint8 `(batch, *observation_shape)` to
@@ -112,6 +116,12 @@ def build_small_q_network(observation_shape: tuple[int, ...], num_actions: int,
     observations = keras.Input(shape=observation_shape, dtype="uint8", name="observations")
     x = keras.layers.Rescaling(1.0 / 255.0)(observations)
     x = keras.layers.Flatten()(x)
+    if dueling:
+        value = keras.layers.Dense(1, name="value")(keras.layers.Dense(32, activation="relu")(x))
+        advantages = keras.layers.Dense(num_actions, name="advantages")(
+            keras.layers.Dense(32, activation="relu")(x))
+        return keras.Model(observations, DuelingHead(name="q_values")([value, advantages]),
+                           name=name)
     x = keras.layers.Dense(64, activation="relu")(x)
     q_values = keras.layers.Dense(num_actions, name="q_values")(x)
     return keras.Model(observations, q_values, name=name)

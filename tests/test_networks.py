@@ -4,11 +4,14 @@ The architecture is checked layer by layer against Extended Data Table 1 of the 
 and by its exact parameter count, so that a changed kernel size or stride is caught.
 """
 
+import json
+import zipfile
+
 import keras
 import numpy as np
 import pytest
 
-from common.networks import build_q_network
+from common.networks import DuelingHead, build_q_network
 
 ATARI_SHAPE = (84, 84, 4)
 
@@ -104,3 +107,53 @@ def test_saved_keras_file_loads_in_safe_mode_with_identical_outputs(breakout_net
     frames = random_frames(4, seed=2)
     assert loaded.inputs[0].dtype == "uint8"
     np.testing.assert_array_equal(loaded(frames, training=False), breakout_network(frames, training=False))
+
+
+# The dueling network (--dueling, Wang et al., 2016): a value and an advantage stream.
+
+def test_dueling_head_centres_the_advantages_on_their_mean():
+    value = np.array([[2.0], [-1.0]], np.float32)
+    advantages = np.array([[1.0, 2.0, 6.0, -1.0], [0.0, 0.0, 3.0, 1.0]], np.float32)
+    # By hand: mean advantages 2 and 1, so Q = V + A - mean(A).
+    expected = [[1.0, 2.0, 6.0, -1.0], [-2.0, -2.0, 1.0, -1.0]]
+    np.testing.assert_allclose(DuelingHead()([value, advantages]), expected)
+
+
+@pytest.fixture(scope="module")
+def dueling_network():
+    keras.utils.set_random_seed(0)
+    return build_q_network(ATARI_SHAPE, num_actions=4, dueling=True)
+
+
+def test_dueling_network_has_the_two_streams_of_wang_et_al(dueling_network):
+    stream = 3136 * 512 + 512
+    assert dueling_network.count_params() == (CONV1 + CONV2 + CONV3 + 2 * stream + 513
+                                              + head_parameters(4)) == 3_292_837
+    dense = {layer.name: (layer.units, layer.activation.__name__)
+             for layer in dueling_network.layers if isinstance(layer, keras.layers.Dense)}
+    assert dense == {"value_hidden": (512, "relu"), "value": (1, "linear"),
+                     "advantage_hidden": (512, "relu"), "advantages": (4, "linear")}
+    frames = random_frames(3, seed=3)
+    streams = keras.Model(dueling_network.input, [dueling_network.get_layer("value").output,
+                                                   dueling_network.get_layer("advantages").output])
+    value, advantages = (output.numpy() for output in streams(frames, training=False))
+    np.testing.assert_allclose(dueling_network(frames, training=False),
+                               value + advantages - advantages.mean(axis=1, keepdims=True),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_dueling_network_loads_in_safe_mode_by_a_name_that_names_no_module(dueling_network,
+                                                                           tmp_path):
+    path = tmp_path / "dueling.keras"
+    dueling_network.save(path)
+    with zipfile.ZipFile(path) as archive:
+        layers = json.loads(archive.read("config.json"))["config"]["layers"]
+    head = next(layer for layer in layers if layer["class_name"] == "DuelingHead")
+    # A standalone copy defines DuelingHead in __main__; the name it saves under is the same.
+    assert head["registered_name"] == "dqn>DuelingHead"
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in dueling_network.layers)
+
+    loaded = keras.models.load_model(path, safe_mode=True)
+    frames = random_frames(4, seed=4)
+    np.testing.assert_array_equal(loaded(frames, training=False),
+                                  dueling_network(frames, training=False))
