@@ -47,7 +47,7 @@ from common.dqn import (BackgroundLearner, FusedAdam, choose_action, make_greedy
                         make_target_sync, make_train_step)
 from common.networks import build_q_network
 from common.replay import ReplayMemory
-from common.run import Run, first_learning_step
+from common.run import Run, first_learning_step, settings_for_evaluation
 
 """
 ## Configuration
@@ -114,6 +114,12 @@ class Config:
     double_dqn: bool = False
     """Double DQN's target (van Hasselt et al., 2016): the online network picks the next
     action, the target network values it; off, as in the paper."""
+    n_step: int = 1
+    """rewards each target sums before it bootstraps, gamma^N times the value N steps on
+    (n-step returns; Rainbow, Hessel et al., 2018, uses 3); 1, as in the paper."""
+    dueling: bool = False
+    """the dueling network of Wang et al. (2016): a state-value and an action-advantage
+    stream; off, as in the paper."""
     overlap_updates: bool = True
     """run each update on a worker thread while the agent plays on (faster; the agent may
     act with weights one update old)."""
@@ -164,7 +170,9 @@ the raw score of a whole game (all five lives, rewards not clipped); gymnasium's
 The network of the paper: three convolutions and a 512-unit layer, with one
 linear output per action. The number of actions is read from the environment
 (Breakout has 4: NOOP, FIRE, RIGHT, LEFT). The target network is a second copy
-of the same architecture.
+of the same architecture. `--dueling`, an option beyond the paper and off by
+default, builds the dueling network of Wang et al. (2016) instead: a state-value
+stream and an action-advantage stream after the convolutions.
 """
 
 """
@@ -201,6 +209,12 @@ in `common/dqn.py`). The learner
 lets the running update finish before the target network is synced or a
 checkpoint is taken.
 `--no-overlap-updates` runs every update in turn, as the paper does.
+
+Two options beyond the paper change the target, and both are off by default:
+`--double-dqn` lets the online network choose the next action and the target
+network value it (van Hasselt et al., 2016), and `--n-step N` sums N rewards
+before bootstrapping, `r_t + gamma r_t+1 + ... + gamma^N max_a' Q_target(s_t+N, a')`,
+which the replay memory reads from the transitions it keeps.
 """
 
 
@@ -248,8 +262,9 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
                    first_game=run.games_played + 1)
     num_actions = int(env.action_space.n)  # Breakout: 4 (NOOP, FIRE, RIGHT, LEFT)
     observation_shape = env.observation_space.shape  # (84, 84, 4): the last 4 frames
-    q_network = build_q_network(observation_shape, num_actions)
-    target_network = build_q_network(observation_shape, num_actions, name="target_network")
+    q_network = build_q_network(observation_shape, num_actions, dueling=config.dueling)
+    target_network = build_q_network(observation_shape, num_actions, name="target_network",
+                                     dueling=config.dueling)
     optimizer = FusedAdam(learning_rate=config.learning_rate)  # Keras' Adam, one fused kernel
     greedy_actions = make_greedy_policy(q_network)
     train_step = make_train_step(q_network, target_network, optimizer, config.gamma,
@@ -257,11 +272,11 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     learner = BackgroundLearner(train_step, make_target_sync(q_network, target_network),
                                 overlap=config.overlap_updates)
     memory = ReplayMemory(config.buffer_size, frame_shape=observation_shape[:-1],
-                          history_length=observation_shape[-1], seed=config.seed)
-    # A new run starts with the target network equal to the online one; a resumed run
-    # gets back its networks, optimizer, step and game counts, exploration state and,
-    # if it was saved, its memory. Learning waits until the memory holds
-    # learning_starts transitions (after a resume, unless the memory was restored).
+                          history_length=observation_shape[-1], seed=config.seed,
+                          n_step=config.n_step, discount=config.gamma)
+    # A new run starts with the target network equal to the online one; a resume restores
+    # the networks, optimizer, counts, exploration state and, if saved, the memory. Learning
+    # waits for learning_starts transitions (after a resume, unless the memory was restored).
     state = run.start_or_restore(q_network, target_network, optimizer, memory, learner, env)
     learn_from_step = first_learning_step(state.step, config.learning_starts, run.memory_restored)
 
@@ -309,12 +324,13 @@ the mean and standard deviation of the raw scores.
 
 def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network) -> list[float]:
     """Plays `config.episodes` games with a saved agent; returns their raw scores."""
+    config = settings_for_evaluation(config)  # a run folder's own --dueling, --n-step, ...
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=1,
                    video_label="evaluation",  # keeps these apart from the training videos
                    max_frames_per_game=5 * 60 * 60)  # 5 minutes at 60 frames a second
     num_actions = int(env.action_space.n)
     q_network = load_agent(config.evaluate, config.env_id, env.observation_space.shape,
-                           num_actions, build_q_network)
+                           num_actions, build_q_network, dueling=config.dueling)
     greedy_actions = make_greedy_policy(q_network)
     rng = np.random.default_rng(config.seed)
     scores = []

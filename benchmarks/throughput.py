@@ -14,6 +14,8 @@ a warm-up of random play, and the target network synced every 1,000 steps.
 
     python benchmarks/throughput.py             # about 4 minutes on 2 CPU cores
     python benchmarks/throughput.py --quick     # a smoke check; its numbers mean little
+    python benchmarks/throughput.py --skip-naive --double-dqn --n-step 3 --dueling
+                                                # what the options beyond the paper cost
 
 It prints a table and, as its last line, one JSON object with the keys
 steps_per_second, naive_steps_per_second, ratio (ours / naive; null with --skip-naive),
@@ -57,8 +59,13 @@ EXTRA_STEPS = 1_000  # ours runs this much longer, as its timing starts and ends
 MIN_TIMED_STEPS = 2_000
 
 
-def measure_ours(warmup_steps: int, timed_steps: int, seed: int) -> tuple[int, float]:
-    """Runs breakout_dqn.train and returns (timed steps, seconds) read from progress.csv."""
+def measure_ours(warmup_steps: int, timed_steps: int, seed: int,
+                 **options) -> tuple[int, float]:
+    """Runs breakout_dqn.train and returns (timed steps, seconds) read from progress.csv.
+
+    ``options`` are settings of ``breakout_dqn.Config`` beyond the paper's
+    (``double_dqn``, ``n_step``, ``dueling``), to measure what each one costs.
+    """
     with tempfile.TemporaryDirectory(prefix="throughput-") as run_dir:
         config = breakout_dqn.Config(
             env_id=ENV_ID,
@@ -75,6 +82,7 @@ def measure_ours(warmup_steps: int, timed_steps: int, seed: int) -> tuple[int, f
             run_dir=run_dir,
             log_every_games=10**9,  # no console lines
             checkpoint_every=10**9,  # only the final checkpoint, after the last row
+            **options,
         )
         check_config(config)
         with contextlib.redirect_stdout(io.StringIO()) as printed:
@@ -234,7 +242,11 @@ def main() -> None:
                         help="a smoke check with small step counts; the result does not "
                              "satisfy the benchmark's minimum and is marked so")
     parser.add_argument("--seed", type=int, default=1, help="seed of the games and the play")
+    parser.add_argument("--double-dqn", action="store_true", help="our loop with Double DQN")
+    parser.add_argument("--n-step", type=int, default=1, help="our loop with n-step returns")
+    parser.add_argument("--dueling", action="store_true", help="our loop with a dueling network")
     args = parser.parse_args()
+    options = dict(double_dqn=args.double_dqn, n_step=args.n_step, dueling=args.dueling)
 
     if args.quick:
         args.warmup_steps, args.timed_steps = min(args.warmup_steps, 200), min(args.timed_steps, 300)
@@ -249,9 +261,11 @@ def main() -> None:
     loads = [os.getloadavg()[0]]
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, device {device_name()}; "
           f"load average at start {os.getloadavg()}", flush=True)
-    print(f"our loop: {args.warmup_steps:,} warm-up steps, then at least "
-          f"{args.timed_steps:,} timed steps ...", flush=True)
-    timed_steps, seconds = measure_ours(args.warmup_steps, args.timed_steps, args.seed)
+    chosen = ["--double-dqn"] * args.double_dqn + [f"--n-step {args.n_step}"] * (args.n_step > 1) \
+        + ["--dueling"] * args.dueling
+    print(f"our loop{' with ' + ' '.join(chosen) if chosen else ''}: {args.warmup_steps:,} "
+          f"warm-up steps, then at least {args.timed_steps:,} timed steps ...", flush=True)
+    timed_steps, seconds = measure_ours(args.warmup_steps, args.timed_steps, args.seed, **options)
     if not args.quick and timed_steps < MIN_TIMED_STEPS:
         sys.exit(f"only {timed_steps:,} steps lay between game ends; pass a larger --timed-steps")
     rows = [("ours (breakout_dqn.train)", timed_steps, seconds)]
@@ -294,6 +308,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "device": device_name(),
         "load_average": [round(load, 2) for load in loads],
+        "options": options,
     }))
 
 

@@ -364,7 +364,7 @@ def load_q_network(path: str) -> keras.Model:
 
 
 def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_actions: int,
-               build_q_network: Callable[..., keras.Model]) -> keras.Model:
+               build_q_network: Callable[..., keras.Model], dueling: bool = False) -> keras.Model:
     """Loads the Q-network to play with, from a file or from a run folder.
 
     Why: people want to watch their agent while its run still goes on, before
@@ -378,6 +378,9 @@ def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_a
         num_actions: number of actions of that game.
         build_q_network: the factory used for training, to rebuild the network
             a checkpoint's weights go into.
+        dueling: whether that network is the dueling one (the run's ``--dueling``,
+            see ``common.run.settings_for_evaluation``); a ``.keras`` file holds its
+            network whole and needs no such setting.
 
     Returns:
         The online Q-network.
@@ -394,7 +397,7 @@ def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_a
         if loop_state.get("env_id") != env_id:
             raise CheckpointError(f"{path} holds a run of {loop_state.get('env_id')}, "
                                   f"not {env_id}; pass --env-id {loop_state.get('env_id')}")
-        q_network = build_q_network(observation_shape, num_actions)
+        q_network = build_q_network(observation_shape, num_actions, dueling=dueling)
         latest = latest_checkpoint(checkpoint_dir)
         try:  # only the online network is needed; the rest of the checkpoint is skipped
             tf.train.Checkpoint(q_network=q_network).restore(latest).expect_partial()

@@ -178,7 +178,8 @@ def check_config(config: Any) -> None:
         return "--" + name.replace("_", "-")
 
     positive = ("total_steps", "buffer_size", "batch_size", "train_every",
-                "target_update_every", "checkpoint_every", "episodes", "log_every_games")
+                "target_update_every", "checkpoint_every", "episodes", "log_every_games",
+                "n_step")
     for name in positive:
         if has(name) and getattr(config, name) <= 0:
             raise ConfigError(f"{flag(name)} must be a positive whole number, "
@@ -198,6 +199,9 @@ def check_config(config: Any) -> None:
     for name in ("learning_rate", "max_gradient_norm"):
         if has(name) and not getattr(config, name) > 0:
             raise ConfigError(f"{flag(name)} must be a positive number, got {getattr(config, name)}")
+    if has("n_step") and has("buffer_size") and config.n_step >= config.buffer_size:
+        raise ConfigError(f"--n-step must be smaller than --buffer-size ({config.buffer_size:,}), "
+                          f"got {config.n_step}; n-step returns use 3 or so")
     if has("seed") and not 0 <= config.seed < 2**32:
         raise ConfigError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {config.seed}")
     if has("solved_at") and has("env_id"):

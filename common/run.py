@@ -371,6 +371,51 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
     return resumed
 
 
+TRAINED_WITH = ("double_dqn", "n_step", "dueling")
+"""The options beyond the paper an agent was trained with; ``--evaluate`` takes them
+from the run folder it plays."""
+
+
+def settings_for_evaluation(config: Any) -> Any:
+    """The configuration to play ``config.evaluate`` with: the run's own options.
+
+    Why: an agent trained with ``--dueling`` has a network of another shape, so
+    playing its checkpoint must build that network, without the user repeating
+    the flag. A run folder's newest readable checkpoint holds the settings it was
+    trained with; an option of ``TRAINED_WITH`` the user did not give takes its
+    saved value, and one given that differs is refused. A ``.keras`` file holds its
+    network whole and needs no settings.
+
+    Raises:
+        ConfigError: if a flag given contradicts what the run was trained with.
+    """
+    if not os.path.isdir(config.evaluate):
+        return config
+    loop_state = read_loop_state(os.path.join(config.evaluate, "checkpoints"))
+    saved = (loop_state or {}).get("settings") or {}
+    given = given_fields(config)
+    taken = {}
+    for name in TRAINED_WITH:
+        if name not in saved or not hasattr(config, name) or getattr(config, name) == saved[name]:
+            continue
+        if name not in given:
+            taken[name] = saved[name]
+            continue
+        flag, value = "--" + name.replace("_", "-"), getattr(config, name)
+        if isinstance(value, bool):
+            trained = f"with {flag}" if saved[name] else f"without {flag}"
+            given_flag = flag if value else flag.replace("--", "--no-", 1)
+        else:
+            trained, given_flag = f"with {flag} {saved[name]}", f"{flag} {value}"
+        raise ConfigError(f"--evaluate: {config.evaluate} was trained {trained}; leave "
+                          f"{given_flag} out")
+    if not taken:
+        return config
+    evaluated = dataclasses.replace(config, **taken)
+    evaluated._given_fields = given
+    return evaluated
+
+
 class RunLock:
     """A lock file that keeps two processes from writing into one run folder.
 

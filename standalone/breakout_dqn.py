@@ -266,7 +266,8 @@ def check_config(config: Any) -> None:
         return "--" + name.replace("_", "-")
 
     positive = ("total_steps", "buffer_size", "batch_size", "train_every",
-                "target_update_every", "checkpoint_every", "episodes", "log_every_games")
+                "target_update_every", "checkpoint_every", "episodes", "log_every_games",
+                "n_step")
     for name in positive:
         if has(name) and getattr(config, name) <= 0:
             raise ConfigError(f"{flag(name)} must be a positive whole number, "
@@ -286,6 +287,9 @@ def check_config(config: Any) -> None:
     for name in ("learning_rate", "max_gradient_norm"):
         if has(name) and not getattr(config, name) > 0:
             raise ConfigError(f"{flag(name)} must be a positive number, got {getattr(config, name)}")
+    if has("n_step") and has("buffer_size") and config.n_step >= config.buffer_size:
+        raise ConfigError(f"--n-step must be smaller than --buffer-size ({config.buffer_size:,}), "
+                          f"got {config.n_step}; n-step returns use 3 or so")
     if has("seed") and not 0 <= config.seed < 2**32:
         raise ConfigError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {config.seed}")
     if has("solved_at") and has("env_id"):
@@ -1166,7 +1170,7 @@ def load_q_network(path: str) -> keras.Model:
 
 
 def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_actions: int,
-               build_q_network: Callable[..., keras.Model]) -> keras.Model:
+               build_q_network: Callable[..., keras.Model], dueling: bool = False) -> keras.Model:
     """Loads the Q-network to play with, from a file or from a run folder.
 
     Why: people want to watch their agent while its run still goes on, before
@@ -1180,6 +1184,9 @@ def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_a
         num_actions: number of actions of that game.
         build_q_network: the factory used for training, to rebuild the network
             a checkpoint's weights go into.
+        dueling: whether that network is the dueling one (the run's ``--dueling``,
+            see ``common.run.settings_for_evaluation``); a ``.keras`` file holds its
+            network whole and needs no such setting.
 
     Returns:
         The online Q-network.
@@ -1196,7 +1203,7 @@ def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_a
         if loop_state.get("env_id") != env_id:
             raise CheckpointError(f"{path} holds a run of {loop_state.get('env_id')}, "
                                   f"not {env_id}; pass --env-id {loop_state.get('env_id')}")
-        q_network = build_q_network(observation_shape, num_actions)
+        q_network = build_q_network(observation_shape, num_actions, dueling=dueling)
         latest = latest_checkpoint(checkpoint_dir)
         try:  # only the online network is needed; the rest of the checkpoint is skipped
             tf.train.Checkpoint(q_network=q_network).restore(latest).expect_partial()
@@ -1991,18 +1998,26 @@ def make_train_step(q_network: keras.Model, target_network: keras.Model,
             network's maximum, which overestimates.
 
     Returns:
-        ``train_step(observations, actions, rewards, next_observations, terminated)
-        -> (loss, mean_q)`` for a batch of uint8 observations, int32 actions and
-        float32 rewards and terminated flags (0 or 1); it applies one optimizer
-        step and returns the Huber loss and the mean of the chosen Q(s, a).
+        ``train_step(observations, actions, rewards, next_observations, terminated,
+        bootstrap_steps=None) -> (loss, mean_q)`` for a batch of uint8 observations,
+        int32 actions and float32 rewards and terminated flags (0 or 1); it applies
+        one optimizer step and returns the Huber loss and the mean of the chosen
+        Q(s, a). With n-step returns (``ReplayMemory(n_step=N)``), ``rewards`` are the
+        discounted sums of up to N rewards and ``bootstrap_steps`` the number ``m`` of
+        steps from ``s`` to ``s'``, so the next state's value counts ``gamma ** m``.
     """
     huber = keras.losses.Huber(delta=1.0)
     gamma = tf.constant(gamma, tf.float32)
 
     @tf.function
-    def train_step(observations, actions, rewards, next_observations, terminated):
+    def train_step(observations, actions, rewards, next_observations, terminated,
+                   bootstrap_steps=None):
         # The Bellman target, held fixed during this update (no gradient flows into it):
         #   y = r + gamma * max_a' Q_target(s', a') * (1 - terminated)
+        # Deviation (n-step): with --n-step N (1 by default), as in Rainbow (Hessel et al.,
+        # 2018), r is r_t + gamma * r_t+1 + ... over the m <= N steps to s' = s_t+m, which
+        # the replay memory sums (it stops at the episode's end), and gamma becomes gamma^m.
+        discounts = gamma if bootstrap_steps is None else tf.pow(gamma, bootstrap_steps)
         next_q_values = target_network(next_observations, training=False)
         if double_dqn:
             # Deviation (double-dqn): with --double-dqn (off by default), van Hasselt et
@@ -2013,7 +2028,7 @@ def make_train_step(q_network: keras.Model, target_network: keras.Model,
             next_values = tf.gather(next_q_values, next_actions, axis=1, batch_dims=1)
         else:
             next_values = tf.reduce_max(next_q_values, axis=1)
-        targets = tf.stop_gradient(rewards + gamma * next_values * (1.0 - terminated))
+        targets = tf.stop_gradient(rewards + discounts * next_values * (1.0 - terminated))
         with tf.GradientTape() as tape:
             q_values = q_network(observations, training=True)
             chosen_q_values = tf.gather(q_values, actions, axis=1, batch_dims=1)  # Q(s, a)
@@ -2144,11 +2159,32 @@ class BackgroundLearner:
 """
 ### common/networks.py
 
-The Q-network of Mnih et al. (2015), as a Keras functional model."""
+The Q-network of Mnih et al. (2015), as a Keras functional model, and its dueling variant."""
+
+# The registered name, "dqn>DuelingHead", names no module: a model saved by a script, by
+# its standalone copy (which runs as __main__) or by a notebook loads in any of them.
+@keras.saving.register_keras_serializable(package="dqn", name="DuelingHead")
+class DuelingHead(keras.layers.Layer):
+    """Combines a state value and action advantages into action values.
+
+    Why: the dueling architecture of Wang et al. (2016) learns how good a state is
+    apart from how much each action adds, which helps where actions often do not
+    matter. The advantages are centred on their mean, the paper's equation (9):
+    ``Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a')``. A layer of its own rather than a
+    ``Lambda``, so a saved model still loads with Keras' safe mode on.
+    """
+
+    def call(self, inputs):
+        """Returns Q for ``inputs = [value (batch, 1), advantages (batch, num_actions)]``."""
+        value, advantages = inputs
+        return value + advantages - keras.ops.mean(advantages, axis=1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
 
 
 def build_q_network(observation_shape: tuple[int, ...], num_actions: int,
-                    name: str = "q_network") -> keras.Model:
+                    name: str = "q_network", dueling: bool = False) -> keras.Model:
     """Builds the Nature DQN convolutional network.
 
     Why: this is the network of "Human-level control through deep reinforcement
@@ -2165,6 +2201,10 @@ def build_q_network(observation_shape: tuple[int, ...], num_actions: int,
         observation_shape: shape of one observation, ``(84, 84, 4)`` for Atari.
         num_actions: size of the discrete action space, read from the environment.
         name: the model's name, handy to tell the online and target networks apart.
+        dueling: after the convolutions, two streams of 512 ReLU units each, one for
+            the state value and one for the action advantages, joined by
+            ``DuelingHead`` (Wang et al., 2016), instead of the one 512-unit layer;
+            3,292,837 parameters with 4 actions.
 
     Returns:
         An uncompiled ``keras.Model`` mapping ``(batch, *observation_shape)`` uint8
@@ -2176,8 +2216,18 @@ def build_q_network(observation_shape: tuple[int, ...], num_actions: int,
     x = keras.layers.Conv2D(64, 4, strides=2, activation="relu")(x)
     x = keras.layers.Conv2D(64, 3, strides=1, activation="relu")(x)
     x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(512, activation="relu")(x)
-    q_values = keras.layers.Dense(num_actions, name="q_values")(x)
+    if dueling:
+        # Deviation (dueling): with --dueling (off by default), Wang et al. (2016): a value
+        # stream and an advantage stream, Q = V + A - mean(A). Their rescaling of the
+        # gradient entering the convolutions by 1/sqrt(2) is not done.
+        value = keras.layers.Dense(512, activation="relu", name="value_hidden")(x)
+        value = keras.layers.Dense(1, name="value")(value)
+        advantages = keras.layers.Dense(512, activation="relu", name="advantage_hidden")(x)
+        advantages = keras.layers.Dense(num_actions, name="advantages")(advantages)
+        q_values = DuelingHead(name="q_values")([value, advantages])
+    else:
+        x = keras.layers.Dense(512, activation="relu")(x)
+        q_values = keras.layers.Dense(num_actions, name="q_values")(x)
     return keras.Model(observations, q_values, name=name)
 
 
@@ -2214,6 +2264,12 @@ How the ring works:
    episodes are never mixed.
 5. Once the ring has wrapped, the oldest transitions whose history would reach into
    slots already overwritten by newer frames are not sampled.
+6. With ``n_step`` N > 1 (an option beyond the paper), ``sample`` reads each
+   transition's window forward from its slot: the rewards of up to N transitions,
+   stopping after a terminated one or at the end of the episode, and the stack of the
+   slot after the window's last transition as the state to bootstrap from. Nothing
+   more is stored per transition. While an episode goes on, its newest N - 1
+   transitions are not sampled: their windows are not complete yet.
 
 The memory assumes one sequential stream of experience: the ``observation`` passed to
 ``add`` is the ``next_observation`` of the previous call, unless that call ended the
@@ -2239,10 +2295,17 @@ class Batch(NamedTuple):
         observations: uint8, shape ``(B, *frame_shape, history_length)``, channels-last
             with the newest frame last.
         actions: int32, shape ``(B,)``.
-        rewards: float32, shape ``(B,)``, the rewards exactly as they were added.
-        next_observations: uint8, same shape as ``observations``.
+        rewards: float32, shape ``(B,)``, the rewards exactly as they were added; with
+            ``n_step`` N > 1, the discounted sum ``r_t + discount * r_{t+1} + ...`` of the
+            ``m <= N`` rewards of each transition's window.
+        next_observations: uint8, same shape as ``observations``: the observation
+            after the action, or with ``n_step`` N > 1 the one ``m`` steps later.
         terminated: float32, shape ``(B,)``, 1.0 where the episode terminated after the
-            action (no bootstrapping), 0.0 otherwise, including truncated episodes.
+            action (after the window's last action with ``n_step`` > 1), so no
+            bootstrapping; 0.0 otherwise, including truncated episodes.
+        bootstrap_steps: float32, shape ``(B,)``, ``m``: how many steps separate
+            ``next_observations`` from ``observations`` (always 1 unless ``n_step``
+            > 1), so the target discounts its value by ``gamma ** m``.
     """
 
     observations: np.ndarray
@@ -2250,6 +2313,7 @@ class Batch(NamedTuple):
     rewards: np.ndarray
     next_observations: np.ndarray
     terminated: np.ndarray
+    bootstrap_steps: np.ndarray
 
 
 class ReplayMemory:
@@ -2265,6 +2329,10 @@ class ReplayMemory:
         history_length: Number of frames stacked in an observation (4 in DQN).
         seed: Seed of the generator that draws minibatches; ``None`` seeds it from
             the operating system.
+        n_step: Number of rewards a sampled transition sums before its target
+            bootstraps (1 in DQN; 3 in Rainbow, Hessel et al., 2018).
+        discount: Discount of each further reward in an ``n_step`` sum; needed when
+            ``n_step`` > 1, and it must be the ``gamma`` of the train step.
 
     Raises:
         ValueError: If an argument is out of range.
@@ -2276,6 +2344,8 @@ class ReplayMemory:
         frame_shape: tuple[int, ...] = (84, 84),
         history_length: int = 4,
         seed: int | None = None,
+        n_step: int = 1,
+        discount: float | None = None,
     ) -> None:
         if not _is_int(history_length) or history_length < 1:
             raise ValueError(f"history_length must be a positive integer, got {history_length!r}.")
@@ -2284,6 +2354,12 @@ class ReplayMemory:
                 f"capacity must be an integer larger than history_length={history_length}, "
                 f"got {capacity!r}; DQN uses 1_000_000."
             )
+        if not _is_int(n_step) or not 1 <= n_step < capacity:
+            raise ValueError(f"n_step must be a whole number from 1 to capacity - 1, "
+                             f"got {n_step!r}.")
+        if n_step > 1 and (discount is None or not 0.0 <= discount <= 1.0):
+            raise ValueError(f"an n_step of {n_step} needs a discount in [0, 1], "
+                             f"got {discount!r}.")
         frame_shape = tuple(frame_shape)
         if not frame_shape or not all(_is_int(size) and size > 0 for size in frame_shape):
             raise ValueError(
@@ -2294,9 +2370,13 @@ class ReplayMemory:
         self._frame_shape = tuple(int(size) for size in frame_shape)
         self._history_length = int(history_length)
         self._observation_shape = (*self._frame_shape, self._history_length)
-        # Offsets of the slots that make up a transition, relative to its slot i:
-        # i - (history_length - 1) .. i for the observation, plus i + 1 for the next one.
-        self._offsets = np.arange(-(self._history_length - 1), 2)
+        # Offsets of the slots of an observation's frames, relative to the slot i of its
+        # newest frame: i - (history_length - 1) .. i.
+        self._offsets = np.arange(-(self._history_length - 1), 1)
+        self._n_step = int(n_step)
+        # discount ** k, the weight of the k-th reward of an n-step window.
+        self._reward_weights = np.float32(discount or 0.0) ** np.arange(self._n_step,
+                                                                        dtype=np.float32)
 
         self._frames = np.zeros((self._capacity, *self._frame_shape), dtype=np.uint8)
         self._actions = np.zeros(self._capacity, dtype=_ACTION_DTYPE)
@@ -2452,26 +2532,34 @@ class ReplayMemory:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         if self._num_valid == 0:
             raise ValueError("cannot sample from an empty replay memory; add transitions first.")
-        slots = self._draw_slots(batch_size, self._rng if rng is None else rng)
-        observations, next_observations = self._gather_stacks(slots)
-        transitions = slots[:, self._history_length - 1]
+        transitions = self._draw_transitions(batch_size, self._rng if rng is None else rng)
+        history = self._history_slots(transitions)
+        if self._n_step == 1:
+            observations, next_observations = self._gather_stacks(history, (transitions + 1)
+                                                                  % self._capacity)
+            return Batch(
+                observations=observations,
+                actions=self._actions[transitions].astype(np.int32),
+                rewards=self._rewards[transitions],
+                next_observations=next_observations,
+                terminated=self._terminated[transitions].astype(np.float32),
+                bootstrap_steps=np.ones(len(transitions), dtype=np.float32),
+            )
+        steps, returns, terminated, bootstrap_slots = self._n_step_windows(transitions)
         return Batch(
-            observations=observations,
+            observations=self._gather_stack(history),
             actions=self._actions[transitions].astype(np.int32),
-            rewards=self._rewards[transitions],
-            next_observations=next_observations,
-            terminated=self._terminated[transitions].astype(np.float32),
+            rewards=returns,
+            next_observations=self._gather_stack(self._history_slots(bootstrap_slots)),
+            terminated=terminated.astype(np.float32),
+            bootstrap_steps=steps.astype(np.float32),
         )
 
-    def _draw_slots(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
-        """Draws sampleable transitions and returns the slots of their frames.
+    def _draw_transitions(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """Draws the slots of ``batch_size`` sampleable transitions, uniformly.
 
         Candidates are drawn uniformly from the written slots and rejected when they
         are not sampleable, which keeps the draw uniform over sampleable transitions.
-
-        Returns:
-            int array of shape ``(batch_size, history_length + 1)``: per transition, the
-            slots of the observation's frames, oldest first, then the next frame's slot.
         """
         accepted = []
         needed = batch_size
@@ -2479,55 +2567,103 @@ class ReplayMemory:
             # A few extra candidates make a second round rare.
             candidates = rng.integers(0, self._size, size=needed + 8)
             candidates = candidates[self._valid[candidates]]
-            slots = self._stack_slots(candidates)[:needed]
-            accepted.append(slots)
-            needed -= len(slots)
+            transitions = candidates[self._sampleable(candidates)][:needed]
+            accepted.append(transitions)
+            needed -= len(transitions)
             if needed == 0:
-                return np.concatenate(accepted) if len(accepted) > 1 else slots
+                return np.concatenate(accepted) if len(accepted) > 1 else transitions
         # Almost every slot is unsampleable: choose among all sampleable ones instead.
-        slots = self._stack_slots(np.flatnonzero(self._valid[: self._size]))
-        if len(slots) == 0:
+        candidates = np.flatnonzero(self._valid[: self._size])
+        transitions = candidates[self._sampleable(candidates)]
+        if len(transitions) == 0:
             raise ValueError(
                 "no transition can be sampled yet: each needs its next frame and an unbroken "
                 "history; add more transitions first."
             )
-        return np.concatenate(accepted + [slots[rng.integers(0, len(slots), size=needed)]])
+        return np.concatenate(accepted + [transitions[rng.integers(0, len(transitions),
+                                                                   size=needed)]])
 
-    def _stack_slots(self, transitions: np.ndarray) -> np.ndarray:
-        """Returns the frame slots of valid transitions, dropping unsampleable ones.
+    def _sampleable(self, transitions: np.ndarray) -> np.ndarray:
+        """Which of these slots of valid transitions can be sampled, as a bool array."""
+        sampleable = np.ones(len(transitions), dtype=bool)
+        if self._size == self._capacity:
+            # The ring has wrapped: slots age from the cursor (oldest) round to the slot
+            # before it (newest). A stack whose oldest frame is newer than its transition
+            # has had its history overwritten.
+            oldest = self._cursor
+            oldest_frame_age = (self._history_slots(transitions)[:, 0] - oldest) % self._capacity
+            sampleable &= oldest_frame_age <= (transitions - oldest) % self._capacity
+        if self._n_step > 1 and self._episode_open:
+            # A window that stops short at the newest frame of an episode that goes on
+            # is not complete yet: its next transitions are still to come.
+            steps, _, _, bootstrap_slots = self._n_step_windows(transitions)
+            newest_frame = (self._cursor - 1) % self._capacity
+            sampleable &= (bootstrap_slots != newest_frame) | (steps == self._n_step)
+        return sampleable
 
-        Args:
-            transitions: Slots holding valid transitions, shape ``(n,)``.
+    def _n_step_windows(self, transitions: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Reads the n-step window that starts at each of these transition slots.
+
+        A window holds the transition and those after it in its episode, up to
+        ``n_step`` in all; it stops after a terminated transition, and at the end of
+        an episode, terminated or truncated (the next slot then holds the episode's
+        final frame, not a transition).
 
         Returns:
-            int array of shape ``(m, history_length + 1)``, ``m <= n``, in the order of
-            ``transitions``.
+            ``(steps, returns, terminated, bootstrap_slots)``, each of shape ``(n,)``:
+            the number ``m`` of transitions in the window, the discounted sum of their
+            rewards, whether the last one terminated, and the slot of the newest frame
+            of the state the target bootstraps from (the one after the window).
         """
-        slots = (transitions[:, None] + self._offsets) % self._capacity
+        window = (transitions[:, None] + np.arange(self._n_step)) % self._capacity
+        terminated = self._terminated[window]
+        # From its k-th transition the window goes on to the next while the episode
+        # does: no termination, and a transition (not a final frame) in the next slot.
+        goes_on = ~terminated[:, :-1] & self._valid[window[:, 1:]]
+        in_window = np.ones(window.shape, dtype=bool)
+        in_window[:, 1:] = np.logical_and.accumulate(goes_on, axis=1)
+        steps = in_window.sum(axis=1)
+        returns = np.where(in_window, self._rewards[window], 0.0) @ self._reward_weights
+        last = window[np.arange(len(window)), steps - 1]
+        return steps, returns.astype(np.float32), self._terminated[last], \
+            (last + 1) % self._capacity
+
+    def _history_slots(self, newest: np.ndarray) -> np.ndarray:
+        """Returns the slots of the frames of the stacks whose newest frames are these.
+
+        Args:
+            newest: Slots of the stacks' newest frames, shape ``(n,)``.
+
+        Returns:
+            int array of shape ``(n, history_length)``, oldest frame first.
+        """
+        slots = (newest[:, None] + self._offsets) % self._capacity
         starts = self._episode_start[slots]
-        # Walk from the newest frame of the observation back to the oldest: a frame
-        # slot before an episode's start slot repeats the slot after it, so the stack
-        # pads with the first frame of the episode, as FrameStackObservation does.
+        # Walk from the newest frame back to the oldest: a frame slot before an
+        # episode's start slot repeats the slot after it, so the stack pads with the
+        # first frame of the episode, as FrameStackObservation does.
         for column in range(self._history_length - 2, -1, -1):
             before_start = starts[:, column + 1]
             slots[:, column] = np.where(before_start, slots[:, column + 1], slots[:, column])
             # Every slot further back is before the start too.
             starts[:, column] |= before_start
-        if self._size == self._capacity:
-            # The ring has wrapped: slots age from the cursor (oldest) round to the slot
-            # before it (newest). Drop stacks whose oldest frame is newer than their
-            # transition, meaning that its history has been overwritten.
-            oldest = self._cursor
-            oldest_frame_age = (slots[:, 0] - oldest) % self._capacity
-            in_order = oldest_frame_age <= (transitions - oldest) % self._capacity
-            slots = slots[in_order]
         return slots
 
-    def _gather_stacks(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rebuilds channels-last observation and next-observation stacks.
+    def _gather_stack(self, slots: np.ndarray) -> np.ndarray:
+        """Builds a contiguous channels-last uint8 stack from ``_history_slots``."""
+        stack = np.empty((len(slots), *self._observation_shape), dtype=np.uint8)
+        for column in range(self._history_length):
+            stack[..., column] = self._frames[slots[:, column]]
+        return stack
+
+    def _gather_stacks(self, slots: np.ndarray, next_frames: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Rebuilds the observation stacks and the stacks one frame later.
 
         Args:
-            slots: Output of ``_stack_slots``, shape ``(B, history_length + 1)``.
+            slots: Output of ``_history_slots``, shape ``(B, history_length)``.
+            next_frames: Slots of the next observations' newest frames, shape ``(B,)``.
 
         Returns:
             Two contiguous uint8 arrays of shape ``(B, *frame_shape, history_length)``.
@@ -2546,7 +2682,7 @@ class ReplayMemory:
             np.right_shift(observations.view(word), 8, out=next_observations.view(word))
         else:
             next_observations[..., :-1] = observations[..., 1:]
-        next_observations[..., -1] = self._frames[slots[:, history]]
+        next_observations[..., -1] = self._frames[next_frames]
         return observations, next_observations
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -3788,6 +3924,51 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
     return resumed
 
 
+TRAINED_WITH = ("double_dqn", "n_step", "dueling")
+"""The options beyond the paper an agent was trained with; ``--evaluate`` takes them
+from the run folder it plays."""
+
+
+def settings_for_evaluation(config: Any) -> Any:
+    """The configuration to play ``config.evaluate`` with: the run's own options.
+
+    Why: an agent trained with ``--dueling`` has a network of another shape, so
+    playing its checkpoint must build that network, without the user repeating
+    the flag. A run folder's newest readable checkpoint holds the settings it was
+    trained with; an option of ``TRAINED_WITH`` the user did not give takes its
+    saved value, and one given that differs is refused. A ``.keras`` file holds its
+    network whole and needs no settings.
+
+    Raises:
+        ConfigError: if a flag given contradicts what the run was trained with.
+    """
+    if not os.path.isdir(config.evaluate):
+        return config
+    loop_state = read_loop_state(os.path.join(config.evaluate, "checkpoints"))
+    saved = (loop_state or {}).get("settings") or {}
+    given = given_fields(config)
+    taken = {}
+    for name in TRAINED_WITH:
+        if name not in saved or not hasattr(config, name) or getattr(config, name) == saved[name]:
+            continue
+        if name not in given:
+            taken[name] = saved[name]
+            continue
+        flag, value = "--" + name.replace("_", "-"), getattr(config, name)
+        if isinstance(value, bool):
+            trained = f"with {flag}" if saved[name] else f"without {flag}"
+            given_flag = flag if value else flag.replace("--", "--no-", 1)
+        else:
+            trained, given_flag = f"with {flag} {saved[name]}", f"{flag} {value}"
+        raise ConfigError(f"--evaluate: {config.evaluate} was trained {trained}; leave "
+                          f"{given_flag} out")
+    if not taken:
+        return config
+    evaluated = dataclasses.replace(config, **taken)
+    evaluated._given_fields = given
+    return evaluated
+
+
 class RunLock:
     """A lock file that keeps two processes from writing into one run folder.
 
@@ -3998,6 +4179,12 @@ class Config:
     double_dqn: bool = False
     """Double DQN's target (van Hasselt et al., 2016): the online network picks the next
     action, the target network values it; off, as in the paper."""
+    n_step: int = 1
+    """rewards each target sums before it bootstraps, gamma^N times the value N steps on
+    (n-step returns; Rainbow, Hessel et al., 2018, uses 3); 1, as in the paper."""
+    dueling: bool = False
+    """the dueling network of Wang et al. (2016): a state-value and an action-advantage
+    stream; off, as in the paper."""
     overlap_updates: bool = True
     """run each update on a worker thread while the agent plays on (faster; the agent may
     act with weights one update old)."""
@@ -4048,7 +4235,9 @@ the raw score of a whole game (all five lives, rewards not clipped); gymnasium's
 The network of the paper: three convolutions and a 512-unit layer, with one
 linear output per action. The number of actions is read from the environment
 (Breakout has 4: NOOP, FIRE, RIGHT, LEFT). The target network is a second copy
-of the same architecture.
+of the same architecture. `--dueling`, an option beyond the paper and off by
+default, builds the dueling network of Wang et al. (2016) instead: a state-value
+stream and an action-advantage stream after the convolutions.
 """
 
 """
@@ -4085,6 +4274,12 @@ in `common/dqn.py`). The learner
 lets the running update finish before the target network is synced or a
 checkpoint is taken.
 `--no-overlap-updates` runs every update in turn, as the paper does.
+
+Two options beyond the paper change the target, and both are off by default:
+`--double-dqn` lets the online network choose the next action and the target
+network value it (van Hasselt et al., 2016), and `--n-step N` sums N rewards
+before bootstrapping, `r_t + gamma r_t+1 + ... + gamma^N max_a' Q_target(s_t+N, a')`,
+which the replay memory reads from the transitions it keeps.
 """
 
 
@@ -4132,8 +4327,9 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
                    first_game=run.games_played + 1)
     num_actions = int(env.action_space.n)  # Breakout: 4 (NOOP, FIRE, RIGHT, LEFT)
     observation_shape = env.observation_space.shape  # (84, 84, 4): the last 4 frames
-    q_network = build_q_network(observation_shape, num_actions)
-    target_network = build_q_network(observation_shape, num_actions, name="target_network")
+    q_network = build_q_network(observation_shape, num_actions, dueling=config.dueling)
+    target_network = build_q_network(observation_shape, num_actions, name="target_network",
+                                     dueling=config.dueling)
     optimizer = FusedAdam(learning_rate=config.learning_rate)  # Keras' Adam, one fused kernel
     greedy_actions = make_greedy_policy(q_network)
     train_step = make_train_step(q_network, target_network, optimizer, config.gamma,
@@ -4141,11 +4337,11 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     learner = BackgroundLearner(train_step, make_target_sync(q_network, target_network),
                                 overlap=config.overlap_updates)
     memory = ReplayMemory(config.buffer_size, frame_shape=observation_shape[:-1],
-                          history_length=observation_shape[-1], seed=config.seed)
-    # A new run starts with the target network equal to the online one; a resumed run
-    # gets back its networks, optimizer, step and game counts, exploration state and,
-    # if it was saved, its memory. Learning waits until the memory holds
-    # learning_starts transitions (after a resume, unless the memory was restored).
+                          history_length=observation_shape[-1], seed=config.seed,
+                          n_step=config.n_step, discount=config.gamma)
+    # A new run starts with the target network equal to the online one; a resume restores
+    # the networks, optimizer, counts, exploration state and, if saved, the memory. Learning
+    # waits for learning_starts transitions (after a resume, unless the memory was restored).
     state = run.start_or_restore(q_network, target_network, optimizer, memory, learner, env)
     learn_from_step = first_learning_step(state.step, config.learning_starts, run.memory_restored)
 
@@ -4193,12 +4389,13 @@ the mean and standard deviation of the raw scores.
 
 def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network) -> list[float]:
     """Plays `config.episodes` games with a saved agent; returns their raw scores."""
+    config = settings_for_evaluation(config)  # a run folder's own --dueling, --n-step, ...
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=1,
                    video_label="evaluation",  # keeps these apart from the training videos
                    max_frames_per_game=5 * 60 * 60)  # 5 minutes at 60 frames a second
     num_actions = int(env.action_space.n)
     q_network = load_agent(config.evaluate, config.env_id, env.observation_space.shape,
-                           num_actions, build_q_network)
+                           num_actions, build_q_network, dueling=config.dueling)
     greedy_actions = make_greedy_policy(q_network)
     rng = np.random.default_rng(config.seed)
     scores = []

@@ -169,7 +169,7 @@ def test_a_full_disk_while_saving_the_model(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []  # neither a half file nor its temporary remains
 
 
-def build_tiny(observation_shape, num_actions, name="q_network"):
+def build_tiny(observation_shape, num_actions, name="q_network", dueling=False):
     return tiny_network(name)
 
 
@@ -320,7 +320,7 @@ def test_a_run_folder_plays_its_newest_checkpoint_when_newer_than_its_model(tmp_
     os.utime(tmp_path / "model.keras", (1_000_000, 1_000_000))  # a model from long ago
     Checkpointer(str(tmp_path / "checkpoints"), q_network, target_network, optimizer).save(
         300, {"env_id": "BreakoutNoFrameskip-v4", "step": 300})
-    build = lambda shape, actions: tiny_network()  # noqa: E731
+    build = lambda shape, actions, dueling=False: tiny_network()  # noqa: E731
     load_agent(str(tmp_path), "BreakoutNoFrameskip-v4", (3,), 2, build)
     assert "Playing with the network of checkpoint" in capsys.readouterr().out
     os.utime(tmp_path / "model.keras")  # now the model is the newest: it is played

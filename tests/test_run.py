@@ -173,3 +173,51 @@ def test_a_resume_that_does_not_fit_in_memory_advises_no_refused_flag(tmp_path, 
     assert "needs 7.1 GB but only 3.0 GB" in message and "pass a smaller" not in message
     assert "cannot change, so free some memory" in message
     assert not (tmp_path / ".lock").exists()  # the refused run leaves no lock behind
+
+
+@pytest.mark.slow
+def test_a_run_trained_with_options_resumes_and_evaluates_with_them(tmp_path, capsys):
+    """--double-dqn --n-step 3 --dueling are the run's: kept on --resume and --evaluate."""
+    import breakout_dqn
+    from common.checkpoint import read_loop_state
+    from tests.catch_dqn import CATCH_DEFAULTS
+    from tests.catch_env import build_small_q_network, make_catch_env
+
+    run_dir = str(tmp_path / "R")
+
+    def config(*flags):
+        return parse_config(breakout_dqn.Config, [*CATCH_DEFAULTS, "--run-dir", run_dir,
+                                                  "--video-dir", str(tmp_path / "v"), *flags])
+
+    def train(*flags):
+        return breakout_dqn.train(config(*flags), make_env=make_catch_env,
+                                  build_q_network=build_small_q_network)
+
+    def evaluate(*flags):
+        return breakout_dqn.evaluate(config("--evaluate", run_dir, "--episodes", "2", *flags),
+                                     make_env=make_catch_env,
+                                     build_q_network=build_small_q_network)
+
+    options = {"double_dqn": True, "n_step": 3, "dueling": True}
+    train("--total-steps", "300", "--checkpoint-every", "300", "--double-dqn", "--n-step", "3",
+          "--dueling", "--no-overlap-updates")
+    # The flags left out on resume are the run's: the dueling checkpoint loads into a
+    # dueling network, and the next checkpoint still says so.
+    assert train("--resume", "--total-steps", "400")["step"] == 400
+    saved = read_loop_state(os.path.join(run_dir, "checkpoints"))["settings"]
+    assert {name: saved[name] for name in options} == options
+    for flag, message in [("--no-dueling", "--dueling cannot change during a run"),
+                          ("--n-step", "--n-step cannot change during a run")]:
+        with pytest.raises(ConfigError, match=message):
+            train("--resume", *([flag, "1"] if flag == "--n-step" else [flag]))
+
+    # Evaluating the run folder's checkpoint builds the dueling network without the flag.
+    os.remove(os.path.join(run_dir, "model.keras"))
+    capsys.readouterr()
+    assert len(evaluate()) == 2
+    assert "Playing with the network of checkpoint" in capsys.readouterr().out
+    for flags, message in [(["--no-dueling"], "was trained with --dueling; leave --no-dueling out"),
+                           (["--n-step", "2"], "was trained with --n-step 3; leave --n-step 2 out")]:
+        with pytest.raises(ConfigError, match=message) as refused:
+            evaluate(*flags)
+        assert "\n" not in str(refused.value)
