@@ -9,9 +9,12 @@ videos), and summarizes them:
     python benchmarks/learning.py --seeds 1         # one seed
     python benchmarks/learning.py -- --total-steps 2000000   # flags after -- go to the script
     python benchmarks/learning.py --summarize-only  # only the summary of benchmarks/results/
+    python benchmarks/learning.py --label ddqn-n3 --seeds 1 2 -- --double-dqn --n-step 3
+    python benchmarks/learning.py --script pong_dqn.py --label ddqn-n3 --seeds 1 \
+        -- --double-dqn --n-step 3 --total-steps 1000000 --save-replay
 
 Each run is `python breakout_dqn.py --seed N --run-dir runs/reference/breakout-seedN
---video-every 0`, with `--resume` when its folder already holds a checkpoint, so the
+--video-every 0` (with `--label L`, a run of other settings, `breakout-L-seedN`), with `--resume` when its folder already holds a checkpoint, so the
 command can be stopped (Ctrl-C: the run saves a checkpoint) and run again in a later
 session to carry on; a run that has finished (it saved `model.keras`) is not run again.
 When a run finishes, its small CSV files, `progress.csv` and `heldout_q.csv`, are
@@ -23,7 +26,8 @@ The summary reads every folder of `benchmarks/results/` (or those named with
 
 - `summary.md` and `summary.csv`: per run, the steps, games and wall time until the
   running reward (the mean score of the last 100 games) first reached the threshold
-  over a full window of 100 games (the scripts' `solved_at`: Breakout 40, Pong 18),
+  over a full window of 100 games (the `solved_at` of the game's script, named by the
+  first word of the run's name: Breakout 40, Pong 18),
   or "not reached"; the games and steps played, the last running reward and held-out
   Q, the wall time, the mean steps per second and the machine (CPU model, cores, GPU,
   TensorFlow version).
@@ -185,14 +189,19 @@ def write_summary(summaries: Sequence[RunSummary], folders: Sequence[pathlib.Pat
     markdown = markdown_table(summaries)
     (out_dir / "summary.md").write_text(markdown + "\n")
     if folders:
+        thresholds = {summary.threshold for summary in summaries}
         write_progress_png([str(folder) for folder in folders], out_dir / "learning.png",
-                           solved_at=summaries[0].threshold, title="Reference runs")
+                           solved_at=thresholds.pop() if len(thresholds) == 1 else None,
+                           title="Reference runs")
     return markdown
 
 
 def markdown_table(summaries: Sequence[RunSummary]) -> str:
     """The summary as a markdown table, one row per run."""
-    threshold = f"{summaries[0].threshold:g}" if summaries else "the threshold"
+    thresholds = {summary.threshold for summary in summaries}
+    # Runs of two games (Breakout 40, Pong 18): each run's threshold follows its name.
+    mixed = len(thresholds) > 1
+    threshold = "threshold" if mixed or not summaries else f"{thresholds.pop():g}"
     header = (f"| run | steps to {threshold} | games to {threshold} | hours to {threshold} "
               f"| steps | games | running reward | held-out Q | hours | steps/s | machine |")
     lines = [header, "| " + " | ".join(["---"] * (header.count("|") - 1)) + " |"]
@@ -203,7 +212,7 @@ def markdown_table(summaries: Sequence[RunSummary]) -> str:
             reached = [f"{summary.steps_to_threshold:,}", f"{summary.games_to_threshold:,}",
                        f"{summary.hours_to_threshold:.1f}"]
         lines.append("| " + " | ".join([
-            summary.run, *reached, f"{summary.steps:,}", f"{summary.games:,}",
+            f"{summary.run} ({summary.threshold:g})" if mixed else summary.run, *reached, f"{summary.steps:,}", f"{summary.games:,}",
             _maybe(summary.running_reward, ".2f"), _maybe(summary.heldout_q, ".3f"),
             f"{summary.hours:.1f}", _maybe(summary.steps_per_second, ".1f"),
             summary.machine]) + " |")
@@ -227,16 +236,29 @@ def solved_at_of(script: pathlib.Path) -> float:
     raise SystemExit(f"{script} has no Config.solved_at; pass --threshold")
 
 
+def threshold_of(run_name: str) -> float:
+    """The ``solved_at`` of the game a run's name starts with (``pong-seed1``: Pong's 18)."""
+    script = ROOT / f"{run_name.split('-')[0]}_dqn.py"
+    if not script.is_file():
+        raise SystemExit(f"learning.py: error: no game script {script.name} for the run "
+                         f"{run_name}; pass --threshold")
+    return solved_at_of(script)
+
+
 def train_reference_runs(script: pathlib.Path, seeds: Sequence[int], runs_dir: pathlib.Path,
-                         results_dir: pathlib.Path, extra_arguments: Sequence[str]) -> int:
+                         results_dir: pathlib.Path, extra_arguments: Sequence[str],
+                         label: str = "") -> int:
     """Trains (or carries on) each seed's run, copying each finished run's CSV files.
+
+    ``label`` names runs of settings other than the defaults (``extra_arguments``):
+    ``breakout-<label>-seedN`` instead of ``breakout-seedN``.
 
     Returns:
         0 when every run has finished, else the status of the run that did not.
     """
     game = script.stem.removesuffix("_dqn")
     for seed in seeds:
-        name = f"{game}-seed{seed}"
+        name = f"{game}-{label}-seed{seed}" if label else f"{game}-seed{seed}"
         run_dir = runs_dir / name
         if not (run_dir / "model.keras").exists():
             command = [sys.executable, str(script), "--seed", str(seed), "--run-dir",
@@ -287,22 +309,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="where the runs' folders go (default: runs/reference)")
     parser.add_argument("--results-dir", default=str(RESULTS_DIR),
                         help="where the small CSV files and the summary go")
+    parser.add_argument("--label", default="",
+                        help="names runs of other settings (the flags after --): "
+                             "GAME-LABEL-seedN")
     parser.add_argument("--runs", nargs="+", default=None,
                         help="summarize only these folders of --results-dir")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="running reward that counts as solved (default: the script's "
-                             "solved_at)")
+                        help="running reward that counts as solved (default: the "
+                             "solved_at of each run's game)")
     parser.add_argument("--summarize-only", action="store_true",
                         help="train nothing; summarize the folders of --results-dir")
     arguments = parser.parse_args(argv)
     script = ROOT / arguments.script
     results_dir = pathlib.Path(arguments.results_dir)
-    threshold = (arguments.threshold if arguments.threshold is not None
-                 else solved_at_of(script))
     status = 0
     if not arguments.summarize_only:
         status = train_reference_runs(script, arguments.seeds, ROOT / arguments.runs_dir,
-                                      results_dir, extra)
+                                      results_dir, extra, arguments.label)
     if arguments.runs:
         names = arguments.runs
         missing = [name for name in names if not (results_dir / name / "progress.csv").is_file()]
@@ -318,7 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not folders:
         print(f"No results in {results_dir} yet.", file=sys.stderr)
         return status or 2
-    summaries = [summarize_run(folder, threshold) for folder in folders]
+    summaries = [summarize_run(folder, arguments.threshold if arguments.threshold is not None
+                               else threshold_of(folder.name)) for folder in folders]
     print(write_summary(summaries, folders, results_dir))
     print(f"Wrote {results_dir / 'summary.md'}, summary.csv and learning.png.")
     return status

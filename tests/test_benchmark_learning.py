@@ -129,3 +129,27 @@ def test_an_unfinished_run_is_resumed_with_the_flags_given(tmp_path, learning, m
                                "--run-dir", str(run_dir), "--video-every", "0",
                                "--total-steps", "5000", "--resume"]
     assert "breakout-seed2 did not finish" in capsys.readouterr().err
+
+
+def test_labelled_runs_and_two_games_each_with_its_own_threshold(tmp_path, learning,
+                                                                 monkeypatch, capsys):
+    commands = []
+    monkeypatch.setattr(learning, "_run_in_foreground", lambda command: commands.append(command))
+    learning.train_reference_runs(learning.ROOT / "pong_dqn.py", [1], tmp_path / "runs",
+                                  tmp_path / "results", ["--n-step", "3"], label="n3")
+    assert commands[0][4:6] == ["--run-dir", str(tmp_path / "runs" / "pong-n3-seed1")]
+    assert commands[0][-2:] == ["--n-step", "3"]
+
+    results = tmp_path / "results"
+    write_results(results / "breakout-seed1", solved_run_rows())
+    # Pong's running reward reaches 18 at game 110 (a full window): Breakout's 40 it never does.
+    write_results(results / "pong-n3-seed1",
+                  [(2000 * game, game, 20.0 if game >= 110 else -5.0, 3.0 * game)
+                   for game in range(1, 121)])
+    assert learning.main(["--summarize-only", "--results-dir", str(results)]) == 0
+    header, _, breakout, pong = (results / "summary.md").read_text().splitlines()
+    assert header.startswith("| run | steps to threshold | games to threshold |")
+    assert breakout.startswith("| breakout-seed1 (40) | 120,000 | 120 |")
+    assert pong.startswith("| pong-n3-seed1 (18) | 220,000 | 110 |")
+    with pytest.raises(SystemExit, match="no game script catch_dqn.py"):
+        learning.threshold_of("catch-seed1")

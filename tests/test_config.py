@@ -172,3 +172,22 @@ def test_a_list_field_takes_one_or_more_values():
     assert _field_type("list[str]") is list and _field_type(list[str]) is list
     with pytest.raises(TypeError, match="unsupported"):
         _field_type(list[int])
+
+
+@dataclasses.dataclass
+class NStepConfig:
+    n_step: int = 1
+    """rewards summed."""
+    buffer_size: int = 100
+    """replay size."""
+
+
+@pytest.mark.parametrize("n_step, message", [
+    (0, "--n-step must be a positive whole number, got 0"),
+    (100, "--n-step must be smaller than --buffer-size (100), got 100"),
+])
+def test_n_step_is_at_least_one_and_below_the_memory_size(n_step, message):
+    with pytest.raises(ConfigError) as error:
+        check_config(NStepConfig(n_step=n_step))
+    assert message in str(error.value) and "\n" not in str(error.value)
+    check_config(NStepConfig(n_step=3))
