@@ -90,14 +90,19 @@ def check_batch(batch: Batch, transitions: dict) -> list[int]:
     return ids
 
 
+def sampled_ids(memory, check, expected, rounds, batch_size=32) -> set[int]:
+    """Samples ``rounds`` batches, checks each against ``expected``; returns the ids seen."""
+    seen = set()
+    for _ in range(rounds):
+        seen.update(check(memory.sample(batch_size), expected))
+    return seen
+
+
 def test_sampled_stacks_equal_added_stacks_and_cover_all():
     memory = ReplayMemory(200, FRAME_SHAPE, HISTORY, seed=1)
     transitions, _ = fill(memory, [1, 2, 3, 7, 15, 30])
     assert len(memory) == len(transitions) == 58
-    seen = set()
-    for _ in range(40):
-        seen.update(check_batch(memory.sample(32), transitions))
-    assert seen == set(transitions)
+    assert sampled_ids(memory, check_batch, transitions, rounds=40) == set(transitions)
 
 
 def test_batch_dtypes_shapes_and_contiguity():
@@ -400,9 +405,7 @@ def test_n_step_windows_equal_a_plain_loop_over_the_stream(n):
     for step in steps:
         memory.add(*step)
     windows = naive_n_step_windows(steps, n, 0.9)
-    seen = set()
-    for _ in range(40):
-        seen.update(check_n_step_batch(memory.sample(32), windows))
+    seen = sampled_ids(memory, check_n_step_batch, windows, rounds=40)
     assert seen == set(windows)  # all but the open episode's newest n - 1
     assert len(windows) == len(steps) - (n - 1)
     assert {windows[key][5] for key in seen} == set(range(1, n + 1))
@@ -421,9 +424,7 @@ def test_n_step_windows_across_the_wrap_around():
     oldest_kept = next_frame_id - capacity  # frames still in the ring
     windows = {key: window for key, window in naive_n_step_windows(steps, n, 0.99).items()
                if min(frame_id_of(window[0][..., c]) for c in range(HISTORY)) >= oldest_kept}
-    seen = set()
-    for _ in range(80):
-        seen.update(check_n_step_batch(memory.sample(32), windows))
+    seen = sampled_ids(memory, check_n_step_batch, windows, rounds=80)
     assert seen == set(windows)
     # Some sampled windows do cross the ring's end, from its last slot to its first.
     assert any(key % capacity > (key + windows[key][5]) % capacity for key in seen)
@@ -450,9 +451,7 @@ def test_n_step_memory_restored_and_cut_at_a_resume_samples_truncated_windows(tm
         restored.add(*step)
     cut = steps[:-1] + [(*steps[-1][:5], True)]  # the open episode, as if truncated there
     windows = {**naive_n_step_windows(cut, n, 0.9), **naive_n_step_windows(new_steps, n, 0.9)}
-    seen = set()
-    for _ in range(30):
-        seen.update(check_n_step_batch(restored.sample(32), windows))
+    seen = sampled_ids(restored, check_n_step_batch, windows, rounds=30)
     assert seen == set(windows)
 
 
