@@ -34,8 +34,10 @@ Change the run here, then run all cells (Runtime > Run all). One *step* is one
 agent decision, repeated for 4 emulator frames. The defaults are the script's
 `Config` defaults: a full run, many hours long even on a GPU. For a first look,
 try `total_steps = 5_000`, `learning_starts = 1_000`, `buffer_size = 10_000` and
-`video_every = 1`. Every other setting of `Config` keeps its default; the
-training cell shows how to pass more.
+`video_every = 1`. The last three, `double_dqn`, `n_step` and `dueling`, are the
+options beyond the paper, off by default (the README says what each changes).
+Every other setting of `Config` keeps its default; the training cell shows how to
+pass more.
 """
 
 # %% parameters
