@@ -31,6 +31,8 @@ The summary reads every folder of `benchmarks/results/` (or those named with
   or "not reached"; the games and steps played, the last running reward and held-out
   Q, the wall time, the mean steps per second and the machine (CPU model, cores, GPU,
   TensorFlow version).
+  Below it, what each run looked like on the way (`MILESTONES`): its running
+  reward and held-out Q at 100,000, 250,000 and 400,000 steps.
 - `learning.png`: the runs' learning curves overlaid (`common/plot.py`).
 
 Wall time: `elapsed_seconds` in `progress.csv` counts from the start of each session
@@ -63,6 +65,7 @@ from common.plot import write_progress_png  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 SOLVED_WINDOW_GAMES = 100  # the running reward's window (common.run.RUNNING_REWARD_GAMES)
+MILESTONES = (100_000, 250_000, 400_000)  # agent steps at which the summary shows each run
 SUMMARY_FIELDS = ("run", "threshold", "steps_to_threshold", "games_to_threshold",
                   "hours_to_threshold", "steps", "games", "running_reward", "heldout_q",
                   "hours", "steps_per_second", "machine")
@@ -186,7 +189,7 @@ def write_summary(summaries: Sequence[RunSummary], folders: Sequence[pathlib.Pat
             writer.writerow(["" if value is None else
                              round(value, 4) if isinstance(value, float) else value
                              for value in summary])
-    markdown = markdown_table(summaries)
+    markdown = markdown_table(summaries) + "\n\n" + milestones_table(folders)
     (out_dir / "summary.md").write_text(markdown + "\n")
     if folders:
         thresholds = {summary.threshold for summary in summaries}
@@ -216,6 +219,35 @@ def markdown_table(summaries: Sequence[RunSummary]) -> str:
             _maybe(summary.running_reward, ".2f"), _maybe(summary.heldout_q, ".3f"),
             f"{summary.hours:.1f}", _maybe(summary.steps_per_second, ".1f"),
             summary.machine]) + " |")
+    return "\n".join(lines)
+
+
+def milestones_table(folders: Sequence[pathlib.Path],
+                     milestones: Sequence[int] = MILESTONES) -> str:
+    """Each run's running reward and held-out Q at these steps, as a markdown table.
+
+    Why: a user at step 250,000 wants to know whether their run looks healthy; the
+    reference runs say what they looked like there. A value is the last one logged at
+    or before the step (the last game's running reward, the last held-out Q
+    measurement); "-" where the run had not got that far.
+    """
+    header = "| run | " + " | ".join(f"at {step:,} steps" for step in milestones) + " |"
+    lines = [header, "| " + " | ".join(["---"] * (len(milestones) + 1)) + " |"]
+    for folder in folders:
+        rows = _read_rows(folder / "progress.csv", ("step", "running_reward"))
+        heldout = _read_rows(folder / "heldout_q.csv", ("step", "heldout_q")) if (
+            folder / "heldout_q.csv").exists() else []
+        cells = []
+        for step in milestones:
+            if not rows or rows[-1]["step"] < step:
+                cells.append("-")
+                continue
+            reward = [row["running_reward"] for row in rows if row["step"] <= step]
+            q_value = [row["heldout_q"] for row in heldout if row["step"] <= step]
+            cells.append(f"running reward {reward[-1]:.1f}" if reward else "no game yet")
+            if q_value:
+                cells[-1] += f", held-out Q {q_value[-1]:.2f}"
+        lines.append(f"| {folder.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -71,12 +71,20 @@ def test_the_summary_counts_a_full_window_and_sums_the_sessions(tmp_path, learni
 
     markdown = (results / "summary.md").read_text()
     assert markdown == capsys.readouterr().out.split("\nWrote ")[0] + "\n"
-    header, rule, first, second = markdown.splitlines()
+    table, milestones = markdown.split("\n\n")
+    header, rule, first, second = table.splitlines()
     assert header.startswith("| run | steps to 40 | games to 40 | hours to 40 |")
     assert rule.count("---") == header.count("|") - 1
     assert first.startswith("| breakout-seed1 | 120,000 | 120 | 0.3 | 150,000 | 150 |")
     assert second.startswith("| breakout-seed2 | not reached | not reached | not reached |")
     assert (results / "learning.png").read_bytes()[:4] == b"\x89PNG"
+    # At 100,000 steps seed 1 is at game 100 (running reward 100 / 3) with a held-out Q
+    # of 0.1 (measured at 10,000); seed 2 stopped at 30,000 steps.
+    assert milestones.splitlines() == [
+        "| run | at 100,000 steps | at 250,000 steps | at 400,000 steps |",
+        "| --- | --- | --- | --- |",
+        "| breakout-seed1 | running reward 33.3, held-out Q 0.10 | - | - |",
+        "| breakout-seed2 | - | - | - |"]
 
 
 def test_session_sums_and_the_threshold_read_from_a_script(learning):
@@ -147,7 +155,7 @@ def test_labelled_runs_and_two_games_each_with_its_own_threshold(tmp_path, learn
                   [(2000 * game, game, 20.0 if game >= 110 else -5.0, 3.0 * game)
                    for game in range(1, 121)])
     assert learning.main(["--summarize-only", "--results-dir", str(results)]) == 0
-    header, _, breakout, pong = (results / "summary.md").read_text().splitlines()
+    header, _, breakout, pong = (results / "summary.md").read_text().split("\n\n")[0].splitlines()
     assert header.startswith("| run | steps to threshold | games to threshold |")
     assert breakout.startswith("| breakout-seed1 (40) | 120,000 | 120 |")
     assert pong.startswith("| pong-n3-seed1 (18) | 220,000 | 110 |")
