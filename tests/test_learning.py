@@ -48,8 +48,14 @@ def play_games(choose_action, num_games: int, seed: int) -> list[float]:
     return scores
 
 
+# The options beyond the paper, all at once, must learn too (the last 100 games score
+# 0.92 here, against 0.80 without them; --n-step 3 alone gave 0.96).
+OPTIONS = {"double_dqn": True, "n_step": 3, "dueling": True}
+
+
 @pytest.mark.slow
-def test_training_loop_learns_catch_far_better_than_random(tmp_path):
+@pytest.mark.parametrize("options", [{}, OPTIONS], ids=["paper", "double-n3-dueling"])
+def test_training_loop_learns_catch_far_better_than_random(tmp_path, options):
     keras.utils.set_random_seed(SEED)  # the networks' initial weights
     config = breakout_dqn.Config(
         env_id="Catch",
@@ -67,6 +73,7 @@ def test_training_loop_learns_catch_far_better_than_random(tmp_path):
         log_every_games=1_000,
         checkpoint_every=100_000,
         overlap_updates=False,  # updates in turn: the same run every time, not a timing race
+        **options,
     )
 
     summary = breakout_dqn.train(config, make_env=make_catch_env,
