@@ -14,9 +14,10 @@ videos), and summarizes them:
         -- --double-dqn --n-step 3 --total-steps 1000000 --save-replay
 
 Each run is `python breakout_dqn.py --seed N --run-dir runs/reference/breakout-seedN
---video-every 0` (with `--label L`, a run of other settings, `breakout-L-seedN`), with `--resume` when its folder already holds a checkpoint, so the
-command can be stopped (Ctrl-C: the run saves a checkpoint) and run again in a later
-session to carry on; a run that has finished (it saved `model.keras`) is not run again.
+--video-every 0` (with `--label L`, for a run of other settings, `breakout-L-seedN`),
+with `--resume` when its folder already holds a checkpoint, so the command can be
+stopped (Ctrl-C: the run saves a checkpoint) and run again in a later session to carry
+on; a run that has finished (it saved `model.keras`) is not run again.
 When a run finishes, its small CSV files, `progress.csv` and `heldout_q.csv`, are
 copied to `benchmarks/results/<run name>/` with `machine.json`, a description of the
 machine that finished it; checkpoints and videos are never copied.
@@ -51,6 +52,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -215,7 +217,8 @@ def markdown_table(summaries: Sequence[RunSummary]) -> str:
             reached = [f"{summary.steps_to_threshold:,}", f"{summary.games_to_threshold:,}",
                        f"{summary.hours_to_threshold:.1f}"]
         lines.append("| " + " | ".join([
-            f"{summary.run} ({summary.threshold:g})" if mixed else summary.run, *reached, f"{summary.steps:,}", f"{summary.games:,}",
+            f"{summary.run} ({summary.threshold:g})" if mixed else summary.run, *reached,
+            f"{summary.steps:,}", f"{summary.games:,}",
             _maybe(summary.running_reward, ".2f"), _maybe(summary.heldout_q, ".3f"),
             f"{summary.hours:.1f}", _maybe(summary.steps_per_second, ".1f"),
             summary.machine]) + " |")
@@ -268,13 +271,11 @@ def solved_at_of(script: pathlib.Path) -> float:
     raise SystemExit(f"{script} has no Config.solved_at; pass --threshold")
 
 
-def threshold_of(run_name: str) -> float:
-    """The ``solved_at`` of the game a run's name starts with (``pong-seed1``: Pong's 18)."""
+def threshold_of(run_name: str, default: float) -> float:
+    """The ``solved_at`` of the game a run's name starts with (``pong-seed1``: Pong's 18),
+    or ``default`` for a name that starts with no game's name."""
     script = ROOT / f"{run_name.split('-')[0]}_dqn.py"
-    if not script.is_file():
-        raise SystemExit(f"learning.py: error: no game script {script.name} for the run "
-                         f"{run_name}; pass --threshold")
-    return solved_at_of(script)
+    return solved_at_of(script) if script.is_file() else default
 
 
 def train_reference_runs(script: pathlib.Path, seeds: Sequence[int], runs_dir: pathlib.Path,
@@ -352,6 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--summarize-only", action="store_true",
                         help="train nothing; summarize the folders of --results-dir")
     arguments = parser.parse_args(argv)
+    if not re.fullmatch(r"[A-Za-z0-9_.]*(-[A-Za-z0-9_.]+)*", arguments.label) or \
+            arguments.label.startswith("."):
+        parser.error(f"--label must be letters, digits and dashes, got {arguments.label!r}")
     script = ROOT / arguments.script
     results_dir = pathlib.Path(arguments.results_dir)
     status = 0
@@ -374,7 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"No results in {results_dir} yet.", file=sys.stderr)
         return status or 2
     summaries = [summarize_run(folder, arguments.threshold if arguments.threshold is not None
-                               else threshold_of(folder.name)) for folder in folders]
+                               else threshold_of(folder.name, solved_at_of(script)))
+                 for folder in folders]
     print(write_summary(summaries, folders, results_dir))
     print(f"Wrote {results_dir / 'summary.md'}, summary.csv and learning.png.")
     return status

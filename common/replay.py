@@ -198,7 +198,8 @@ class ReplayMemory:
         Returns:
             The number of stored transitions. Once the ring has wrapped, up to
             ``history_length - 1`` of them, the oldest, cannot be sampled because
-            their history has been overwritten.
+            their history has been overwritten; with ``n_step`` N > 1, neither can
+            the newest N - 1 of an episode that goes on.
         """
         return self._num_valid
 
@@ -349,8 +350,8 @@ class ReplayMemory:
         transitions = candidates[self._sampleable(candidates)]
         if len(transitions) == 0:
             raise ValueError(
-                "no transition can be sampled yet: each needs its next frame and an unbroken "
-                "history; add more transitions first."
+                "no transition can be sampled yet: each needs its next frame, an unbroken "
+                "history and, with n_step > 1, a complete window; add more transitions first."
             )
         return np.concatenate(accepted + [transitions[rng.integers(0, len(transitions),
                                                                    size=needed)]])

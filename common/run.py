@@ -340,6 +340,7 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
         print("This run's checkpoint predates saved settings; it goes on with the settings "
               "given now.", flush=True)
         return config
+    saved = with_options_of_older_runs(saved)
     given = given_fields(config)
     if getattr(config, "_given_fields", None) is None:
         # Built in code (a notebook's settings cell): what it says of a setting that may
@@ -371,9 +372,19 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
     return resumed
 
 
-TRAINED_WITH = ("double_dqn", "n_step", "dueling")
-"""The options beyond the paper an agent was trained with; ``--evaluate`` takes them
-from the run folder it plays."""
+TRAINED_WITH = {"double_dqn": False, "n_step": 1, "dueling": False}
+"""The options beyond the paper an agent was trained with, each with its value that
+means "off"; ``--evaluate`` takes them from the run folder it plays."""
+
+
+def with_options_of_older_runs(saved: dict[str, Any]) -> dict[str, Any]:
+    """Saved settings with the options of ``TRAINED_WITH`` a run saved before they existed.
+
+    Why: such a run was trained without them (each is off by default), so on
+    ``--resume`` or ``--evaluate`` a flag turning one on must be refused like any
+    other change, not taken as new.
+    """
+    return {**TRAINED_WITH, **saved}
 
 
 def settings_for_evaluation(config: Any) -> Any:
@@ -391,8 +402,13 @@ def settings_for_evaluation(config: Any) -> Any:
     """
     if not os.path.isdir(config.evaluate):
         return config
-    loop_state = read_loop_state(os.path.join(config.evaluate, "checkpoints"))
-    saved = (loop_state or {}).get("settings") or {}
+    try:
+        loop_state = read_loop_state(os.path.join(config.evaluate, "checkpoints"))
+    except CheckpointError:
+        return config  # damaged checkpoints: load_agent plays model.keras or says why not
+    if loop_state is None or loop_state.get("settings") is None:
+        return config  # no checkpoint, or one made before settings were saved
+    saved = with_options_of_older_runs(loop_state["settings"])
     given = given_fields(config)
     taken = {}
     for name in TRAINED_WITH:

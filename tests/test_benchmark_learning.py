@@ -159,5 +159,6 @@ def test_labelled_runs_and_two_games_each_with_its_own_threshold(tmp_path, learn
     assert header.startswith("| run | steps to threshold | games to threshold |")
     assert breakout.startswith("| breakout-seed1 (40) | 120,000 | 120 |")
     assert pong.startswith("| pong-n3-seed1 (18) | 220,000 | 110 |")
-    with pytest.raises(SystemExit, match="no game script catch_dqn.py"):
-        learning.threshold_of("catch-seed1")
+    assert learning.threshold_of("catch-seed1", 2.0) == 2.0  # no catch_dqn.py: the default
+    with pytest.raises(SystemExit):
+        learning.main(["--summarize-only", "--results-dir", str(results), "--label", "../x"])

@@ -411,6 +411,39 @@ def test_n_step_windows_equal_a_plain_loop_over_the_stream(n):
     assert {windows[key][5] for key in seen} == set(range(1, n + 1))
 
 
+@pytest.mark.parametrize("last_end", [LIFE_LOST, TIME_LIMIT])
+def test_n_step_windows_of_a_finished_episode_are_all_complete(last_end):
+    # Right after an episode ends, its last n - 1 windows are complete (they end with
+    # it); while the next, shorter than n - 1, goes on, none of its windows is.
+    n = 4
+    steps, _, next_frame_id = play([7], [last_end])
+    memory = ReplayMemory(100, FRAME_SHAPE, HISTORY, seed=13, n_step=n, discount=0.9)
+    for step in steps:
+        memory.add(*step)
+    windows = naive_n_step_windows(steps, n, 0.9)
+    assert len(windows) == 7
+    assert sampled_ids(memory, check_n_step_batch, windows, rounds=10) == set(windows)
+    short, _, _ = play([2], ["open"], first_frame_id=next_frame_id)
+    for step in short:
+        memory.add(*step)
+    assert naive_n_step_windows(short, n, 0.9) == {}
+    assert sampled_ids(memory, check_n_step_batch, windows, rounds=10) == set(windows)
+
+
+def test_n_step_sampling_is_uniform_over_complete_windows():
+    memory = ReplayMemory(100, FRAME_SHAPE, HISTORY, seed=14, n_step=3, discount=0.9)
+    steps, _, _ = play([4, 9, 7], [LIFE_LOST, TIME_LIMIT, "open"])
+    for step in steps:
+        memory.add(*step)
+    windows = naive_n_step_windows(steps, 3, 0.9)
+    counts = {key: 0 for key in windows}
+    for _ in range(200):
+        for key in check_n_step_batch(memory.sample(32), windows):
+            counts[key] += 1
+    expected = 200 * 32 / len(windows)
+    assert all(abs(count - expected) < 0.25 * expected for count in counts.values())
+
+
 def test_n_step_windows_across_the_wrap_around():
     capacity, n = 37, 3
     rng = np.random.default_rng(1)

@@ -11,9 +11,10 @@ import numpy as np
 import psutil
 import pytest
 
-from common.checkpoint import CheckpointError
+from common.checkpoint import CheckpointError, read_loop_state
 from common.config import ConfigError, parse_config
-from common.run import LoopState, RunLock, open_run, settings_for_resume
+from common.run import (LoopState, RunLock, open_run, settings_for_evaluation,
+                        settings_for_resume)
 
 
 def test_loop_state_round_trips_through_json():
@@ -72,6 +73,8 @@ class Settings:
     """run folder."""
     resume: bool = False
     """continue."""
+    n_step: int = 1
+    """rewards summed."""
 
 
 SAVED = {"env_id": "BreakoutNoFrameskip-v4", "total_steps": 5000, "learning_rate": 3e-4,
@@ -216,8 +219,38 @@ def test_a_run_trained_with_options_resumes_and_evaluates_with_them(tmp_path, ca
     capsys.readouterr()
     assert len(evaluate()) == 2
     assert "Playing with the network of checkpoint" in capsys.readouterr().out
-    for flags, message in [(["--no-dueling"], "was trained with --dueling; leave --no-dueling out"),
-                           (["--n-step", "2"], "was trained with --n-step 3; leave --n-step 2 out")]:
+    for flags, message in [
+            (["--no-dueling"], "was trained with --dueling; leave --no-dueling out"),
+            (["--n-step", "2"], "was trained with --n-step 3; leave --n-step 2 out")]:
         with pytest.raises(ConfigError, match=message) as refused:
             evaluate(*flags)
         assert "\n" not in str(refused.value)
+
+
+def test_a_run_saved_before_the_options_existed_refuses_turning_one_on():
+    # Its saved settings have no n_step or dueling: it was trained without them.
+    config = parse_config(Settings, ["--resume", "--n-step", "3"])
+    with pytest.raises(ConfigError, match="--n-step cannot change during a run"):
+        settings_for_resume(config, SAVED)
+    assert settings_for_resume(parse_config(Settings, ["--resume"]), SAVED).n_step == 1
+
+
+def test_evaluating_a_folder_whose_checkpoints_are_damaged_leaves_it_to_load_agent(tmp_path):
+    # load_agent may still play its model.keras; the settings are not needed for that.
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-100"\n')
+    (checkpoints / "ckpt-100.index").write_bytes(b"garbage")
+    (checkpoints / "ckpt-100.data-00000-of-00001").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError):
+        read_loop_state(str(checkpoints))
+    config = EvaluationSettings(evaluate=str(tmp_path))
+    assert settings_for_evaluation(config) is config
+
+
+@dataclasses.dataclass
+class EvaluationSettings:
+    evaluate: str = ""
+    """what to play."""
+    dueling: bool = False
+    """dueling network."""
