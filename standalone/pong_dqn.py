@@ -3912,10 +3912,9 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
         if name not in given:
             taken[name] = saved_value
         elif name in OVERRIDABLE_ON_RESUME:
-            if isinstance(value, bool):  # --save-replay, --no-overlap-updates
-                changed.append(flag if value else flag.replace("--", "--no-", 1))
-            else:
-                changed.append(f"{flag} {value} (was {saved_value})")
+            given_flag = flag_as_given(name, value)  # --save-replay, --no-overlap-updates
+            changed.append(given_flag if isinstance(value, bool)
+                           else f"{given_flag} (was {saved_value})")
         else:
             raise ConfigError(f"--resume: {flag} cannot change during a run (this one uses "
                               f"{saved_value}); leave it out, or start a new run in another "
@@ -3972,19 +3971,25 @@ def settings_for_evaluation(config: Any) -> Any:
         if name not in given:
             taken[name] = saved[name]
             continue
-        flag, value = "--" + name.replace("_", "-"), getattr(config, name)
-        if isinstance(value, bool):
-            trained = f"with {flag}" if saved[name] else f"without {flag}"
-            given_flag = flag if value else flag.replace("--", "--no-", 1)
-        else:
-            trained, given_flag = f"with {flag} {saved[name]}", f"{flag} {value}"
+        flag = "--" + name.replace("_", "-")
+        trained = (("with " if saved[name] else "without ") + flag
+                   if isinstance(saved[name], bool) else f"with {flag} {saved[name]}")
         raise ConfigError(f"--evaluate: {config.evaluate} was trained {trained}; leave "
-                          f"{given_flag} out")
+                          f"{flag_as_given(name, getattr(config, name))} out")
     if not taken:
         return config
     evaluated = dataclasses.replace(config, **taken)
     evaluated._given_fields = given
     return evaluated
+
+
+def flag_as_given(name: str, value: Any) -> str:
+    """The command-line words that give ``value`` to setting ``name``:
+    ``--dueling``, ``--no-dueling``, ``--n-step 3``."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else flag.replace("--", "--no-", 1)
+    return f"{flag} {value}"
 
 
 class RunLock:

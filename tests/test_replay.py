@@ -193,15 +193,20 @@ def test_wrap_around_in_a_tiny_ring_excludes_overwritten_history():
     assert check_batch(batch, transitions) == [next_frame_id - 1] * 16
 
 
+def assert_sampled_uniformly(memory, check, expected, rounds=200, batch_size=32):
+    """Samples ``rounds`` batches: each of ``expected`` comes within 25% of its share."""
+    counts = {key: 0 for key in expected}
+    for _ in range(rounds):
+        for key in check(memory.sample(batch_size), expected):
+            counts[key] += 1
+    share = rounds * batch_size / len(expected)
+    assert all(abs(count - share) < 0.25 * share for count in counts.values())
+
+
 def test_uniform_over_transitions():
     memory = ReplayMemory(100, FRAME_SHAPE, HISTORY, seed=7)
     transitions, _ = fill(memory, [4, 9, 7])
-    counts = {key: 0 for key in transitions}
-    for _ in range(200):
-        for key in check_batch(memory.sample(32), transitions):
-            counts[key] += 1
-    expected = 200 * 32 / len(transitions)
-    assert all(abs(count - expected) < 0.25 * expected for count in counts.values())
+    assert_sampled_uniformly(memory, check_batch, transitions)
 
 
 def test_bytes_per_transition():
@@ -435,13 +440,7 @@ def test_n_step_sampling_is_uniform_over_complete_windows():
     steps, _, _ = play([4, 9, 7], [LIFE_LOST, TIME_LIMIT, "open"])
     for step in steps:
         memory.add(*step)
-    windows = naive_n_step_windows(steps, 3, 0.9)
-    counts = {key: 0 for key in windows}
-    for _ in range(200):
-        for key in check_n_step_batch(memory.sample(32), windows):
-            counts[key] += 1
-    expected = 200 * 32 / len(windows)
-    assert all(abs(count - expected) < 0.25 * expected for count in counts.values())
+    assert_sampled_uniformly(memory, check_n_step_batch, naive_n_step_windows(steps, 3, 0.9))
 
 
 def test_n_step_windows_across_the_wrap_around():
