@@ -34,7 +34,8 @@ The summary reads every folder of `benchmarks/results/` (or those named with
   TensorFlow version).
   Below it, what each run looked like on the way (`MILESTONES`): its running
   reward and held-out Q at 100,000, 250,000 and 400,000 steps.
-- `learning.png`: the runs' learning curves overlaid (`common/plot.py`).
+- `learning-GAME.png` (`learning-breakout.png`, `learning-pong.png`): the learning
+  curves of each game's runs overlaid (`common/plot.py`), defaults and options together.
 
 Wall time: `elapsed_seconds` in `progress.csv` counts from the start of each session
 and restarts at 0 after a resume, so the wall time of a run is the sum, over its
@@ -182,7 +183,8 @@ def machine_description() -> dict[str, str]:
 
 def write_summary(summaries: Sequence[RunSummary], folders: Sequence[pathlib.Path],
                   out_dir: pathlib.Path) -> str:
-    """Writes ``summary.md``, ``summary.csv`` and ``learning.png``; returns the markdown."""
+    """Writes ``summary.md``, ``summary.csv`` and ``learning-GAME.png`` for each game;
+    returns the markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "summary.csv", "w", newline="") as file:
         writer = csv.writer(file)
@@ -193,12 +195,21 @@ def write_summary(summaries: Sequence[RunSummary], folders: Sequence[pathlib.Pat
                              for value in summary])
     markdown = markdown_table(summaries) + "\n\n" + milestones_table(folders)
     (out_dir / "summary.md").write_text(markdown + "\n")
-    if folders:
-        thresholds = {summary.threshold for summary in summaries}
-        write_progress_png([str(folder) for folder in folders], out_dir / "learning.png",
+    # One picture per game: Breakout's scores and Pong's share no axis, nor a threshold.
+    games: dict[str, list[tuple[RunSummary, pathlib.Path]]] = {}
+    for summary, folder in zip(summaries, folders):
+        games.setdefault(game_of(summary.run), []).append((summary, folder))
+    for game, runs in games.items():
+        thresholds = {summary.threshold for summary, _ in runs}
+        write_progress_png([str(folder) for _, folder in runs], out_dir / f"learning-{game}.png",
                            solved_at=thresholds.pop() if len(thresholds) == 1 else None,
-                           title="Reference runs")
+                           title=f"Reference runs: {game.capitalize()}")
     return markdown
+
+
+def game_of(run_name: str) -> str:
+    """The game a run's name starts with: ``breakout-ddqn-n3-seed1`` is ``breakout``."""
+    return run_name.split("-")[0]
 
 
 def markdown_table(summaries: Sequence[RunSummary]) -> str:
@@ -274,7 +285,7 @@ def solved_at_of(script: pathlib.Path) -> float:
 def threshold_of(run_name: str, default: float) -> float:
     """The ``solved_at`` of the game a run's name starts with (``pong-seed1``: Pong's 18),
     or ``default`` for a name that starts with no game's name."""
-    script = ROOT / f"{run_name.split('-')[0]}_dqn.py"
+    script = ROOT / f"{game_of(run_name)}_dqn.py"
     return solved_at_of(script) if script.is_file() else default
 
 
@@ -381,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                else threshold_of(folder.name, solved_at_of(script)))
                  for folder in folders]
     print(write_summary(summaries, folders, results_dir))
-    print(f"Wrote {results_dir / 'summary.md'}, summary.csv and learning.png.")
+    print(f"Wrote {results_dir / 'summary.md'}, summary.csv and learning-GAME.png.")
     return status
 
 

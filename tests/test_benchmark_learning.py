@@ -77,7 +77,7 @@ def test_the_summary_counts_a_full_window_and_sums_the_sessions(tmp_path, learni
     assert rule.count("---") == header.count("|") - 1
     assert first.startswith("| breakout-seed1 | 120,000 | 120 | 0.3 | 150,000 | 150 |")
     assert second.startswith("| breakout-seed2 | not reached | not reached | not reached |")
-    assert (results / "learning.png").read_bytes()[:4] == b"\x89PNG"
+    assert (results / "learning-breakout.png").read_bytes()[:4] == b"\x89PNG"
     # At 100,000 steps seed 1 is at game 100 (running reward 100 / 3) with a held-out Q
     # of 0.1 (measured at 10,000); seed 2 stopped at 30,000 steps.
     assert milestones.splitlines() == [
@@ -154,7 +154,15 @@ def test_labelled_runs_and_two_games_each_with_its_own_threshold(tmp_path, learn
     write_results(results / "pong-n3-seed1",
                   [(2000 * game, game, 20.0 if game >= 110 else -5.0, 3.0 * game)
                    for game in range(1, 121)])
+    pictures = []
+    monkeypatch.setattr(learning, "write_progress_png",
+                        lambda folders, path, solved_at, title: pictures.append(
+                            ([os.path.basename(folder) for folder in folders],
+                             os.path.basename(path), solved_at)))
     assert learning.main(["--summarize-only", "--results-dir", str(results)]) == 0
+    # One picture per game, each with its own game's threshold line.
+    assert pictures == [(["breakout-seed1"], "learning-breakout.png", 40.0),
+                        (["pong-n3-seed1"], "learning-pong.png", 18.0)]
     header, _, breakout, pong = (results / "summary.md").read_text().split("\n\n")[0].splitlines()
     assert header.startswith("| run | steps to threshold | games to threshold |")
     assert breakout.startswith("| breakout-seed1 (40) | 120,000 | 120 |")
