@@ -121,10 +121,15 @@ class Checkpointer:
             _write_index(self.directory, step, kept)
             self._saved_step = step
         except (OSError, tf.errors.OpError) as error:
+            # With no complete checkpoint there is nothing to resume, and the folder's
+            # progress.csv keeps a new run out of it: the advice must say so.
+            advice = (f"the last complete one is {self.latest}; free some disk space, then "
+                      f"add --resume to the same command" if self.latest else
+                      "the run has no complete checkpoint to resume; free some disk space, "
+                      "then start it again with another --run-dir")
             raise CheckpointError(
                 f"could not write the checkpoint of step {step:,} to {self.directory} "
-                f"({_first_line(error)}); the last complete one is {self.latest or 'none'}; "
-                f"free some disk space, then add --resume to the same command") from None
+                f"({_first_line(error)}); {advice}") from None
         self._remove_unkept(kept)
         return prefix
 

@@ -155,6 +155,20 @@ def test_a_full_disk_while_saving_keeps_the_last_complete_checkpoint(tmp_path, m
     assert read_loop_state(str(tmp_path)) == {"step": 100}
 
 
+def test_a_full_disk_at_the_first_checkpoint_does_not_advise_a_resume(tmp_path, monkeypatch):
+    saver = Checkpointer(str(tmp_path), *fresh_parts())
+
+    def disk_full(*arguments, **keywords):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(CheckpointError, match="no complete checkpoint to resume") as raised:
+        saver.save(100, {"step": 100}, {"frames": np.zeros(2, np.uint8)})
+    assert "--resume" not in str(raised.value)
+    assert "another --run-dir" in str(raised.value)
+    assert read_loop_state(str(tmp_path)) is None
+
+
 def test_a_full_disk_while_saving_the_model(tmp_path, monkeypatch):
     q_network, _, _ = trained_parts()
 
