@@ -4313,8 +4313,9 @@ which the replay memory reads from the transitions it keeps.
 def epsilon_at(step: int, config: Config) -> float:
     """The exploration rate after `step` agent steps.
 
-    It is 1 (uniformly random play) while the memory fills, then falls linearly from
-    `eps_start` to `eps_end` over `eps_decay_steps` steps and stays there.
+    It is 1 (uniformly random play) while the memory first fills, then falls linearly
+    from `eps_start` to `eps_end` over `eps_decay_steps` steps and stays there. A
+    resumed run that refills its memory plays at the epsilon of its step.
     """
     if step < config.learning_starts:
         return 1.0
