@@ -4162,6 +4162,8 @@ class Config:
     env_id: str = "PongNoFrameskip-v4"
     """Gymnasium id of the game: a NoFrameskip-v4 id (no sticky actions; the frame
     skipping is done by our wrappers)."""
+    # Deviation (training-length): the paper trained for 50 million frames and then
+    # evaluated; a run here stops once solved_at is reached, or after total_steps.
     total_steps: int = 10_000_000
     """agent steps to train for at most (one step is 4 emulator frames)."""
     solved_at: float = 18.0
