@@ -141,12 +141,14 @@ def test_a_second_save_at_the_same_step_does_not_rewrite_the_latest(tmp_path):
     assert len(list(tmp_path.glob("ckpt-*.index"))) == 1
 
 
+def disk_full(*arguments, **keywords):
+    """Stands in for a write that the disk refuses."""
+    raise OSError(28, "No space left on device")
+
+
 def test_a_full_disk_while_saving_keeps_the_last_complete_checkpoint(tmp_path, monkeypatch):
     saver = Checkpointer(str(tmp_path), *fresh_parts())
     saver.save(100, {"step": 100})
-
-    def disk_full(*arguments, **keywords):
-        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", disk_full)
     with pytest.raises(CheckpointError, match=r"could not write the checkpoint of step 200 .*"
@@ -157,9 +159,6 @@ def test_a_full_disk_while_saving_keeps_the_last_complete_checkpoint(tmp_path, m
 
 def test_a_full_disk_at_the_first_checkpoint_does_not_advise_a_resume(tmp_path, monkeypatch):
     saver = Checkpointer(str(tmp_path), *fresh_parts())
-
-    def disk_full(*arguments, **keywords):
-        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", disk_full)
     with pytest.raises(CheckpointError, match="no complete checkpoint to resume") as raised:
