@@ -58,9 +58,10 @@ evaluation_games = 2
 - **Sessions end.** A free Colab session is capped (at most 12 hours, often less),
   and one left idle disconnects sooner; everything in `/content` goes with it.
   Breakout reached a running reward of 40 after 437,000 to 480,000 steps in our
-  three reference runs (0.9 hours on a 2-core CPU to itself); Pong with the paper's
-  settings takes 2.4 to 3.2 million steps to reach 18 in CleanRL's published
-  curves. A run may well span more than one session.
+  three reference runs (0.9 hours on a 2-core CPU to itself). Pong takes longer:
+  CleanRL's published DQN curves reach 18 at 2.4 to 3.2 million steps, and our
+  `--double-dqn --n-step 3` run was at 14 after 1 million (2.4 hours). A run may
+  well span more than one session.
 - **Keep the run on Google Drive.** Set `mount_drive = True` above: the next cell
   mounts your Drive and puts `run_dir` and `video_dir` in `MyDrive/dqn-atari/`.
   The run saves a checkpoint every `checkpoint_every` steps (see the
