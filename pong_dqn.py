@@ -45,7 +45,7 @@ from common.atari import make_env
 from common.checkpoint import load_agent
 from common.cli import GracefulStop, Interrupted, command_line, exit_with
 from common.dqn import (BackgroundLearner, FusedAdam, choose_action, make_greedy_policy,
-                        make_target_sync, make_train_step)
+                        make_target_sync, make_train_step, seed_everything)
 from common.networks import build_q_network
 from common.replay import ReplayMemory
 from common.run import Run, first_learning_step, settings_for_evaluation
@@ -263,6 +263,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     """
     run = Run(config, on_game)  # refuses a bad resume or an occupied folder before any work
     config = run.config  # on --resume: the run's saved settings, with the changes allowed
+    seed_everything(config.seed)  # the initial weights too, not only the games and the replay
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=config.video_every,
                    first_game=run.games_played + 1)
     num_actions = int(env.action_space.n)  # Pong: 6
@@ -330,6 +331,7 @@ the mean and standard deviation of the raw scores.
 def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network) -> list[float]:
     """Plays `config.episodes` games with a saved agent; returns their raw scores."""
     config = settings_for_evaluation(config)  # a run folder's own --dueling, --n-step, ...
+    seed_everything(config.seed)
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=1,
                    video_label="evaluation",  # keeps these apart from the training videos
                    max_frames_per_game=5 * 60 * 60)  # 5 minutes at 60 frames a second

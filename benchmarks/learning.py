@@ -178,7 +178,21 @@ def machine_description() -> dict[str, str]:
         tensorflow = importlib.metadata.version("tensorflow")
     except importlib.metadata.PackageNotFoundError:
         tensorflow = "not installed"
-    return {"cpu": cpu_description(), "gpu": gpu or "none", "tensorflow": tensorflow}
+    return {"cpu": cpu_description(), "gpu": gpu or "none", "tensorflow": tensorflow,
+            "commit": _git_commit()}
+
+
+def _git_commit() -> str:
+    """The commit this code is at, with ``+changes`` if the work tree differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=30, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=30,
+                                 check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+changes" if changed else "")
 
 
 def write_summary(summaries: Sequence[RunSummary], folders: Sequence[pathlib.Path],
@@ -291,11 +305,14 @@ def threshold_of(run_name: str, default: float) -> float:
 
 def train_reference_runs(script: pathlib.Path, seeds: Sequence[int], runs_dir: pathlib.Path,
                          results_dir: pathlib.Path, extra_arguments: Sequence[str],
-                         label: str = "") -> int:
+                         label: str = "", evaluate_every: int = 0,
+                         eval_episodes: int = 10) -> int:
     """Trains (or carries on) each seed's run, copying each finished run's CSV files.
 
     ``label`` names runs of settings other than the defaults (``extra_arguments``):
-    ``breakout-<label>-seedN`` instead of ``breakout-seedN``.
+    ``breakout-<label>-seedN`` instead of ``breakout-seedN``. With ``evaluate_every``,
+    each run trains in stages of that many steps and its agent plays
+    ``eval_episodes`` games after each (see ``train_in_stages``).
 
     Returns:
         0 when every run has finished, else the status of the run that did not.
@@ -304,20 +321,134 @@ def train_reference_runs(script: pathlib.Path, seeds: Sequence[int], runs_dir: p
     for seed in seeds:
         name = f"{game}-{label}-seed{seed}" if label else f"{game}-seed{seed}"
         run_dir = runs_dir / name
-        if not (run_dir / "model.keras").exists():
-            command = [sys.executable, str(script), "--seed", str(seed), "--run-dir",
-                       str(run_dir), "--video-every", "0", *extra_arguments]
-            # The index file TensorFlow's CheckpointManager writes once a checkpoint is whole.
-            if (run_dir / "checkpoints" / "checkpoint").exists():
-                command.append("--resume")
-            print(" ".join(command), flush=True)
-            status = _run_in_foreground(command)
+        command = [sys.executable, str(script), "--seed", str(seed), "--run-dir",
+                   str(run_dir), "--video-every", "0", *extra_arguments]
+        if evaluate_every:
+            status = train_in_stages(command, run_dir, results_dir / name, evaluate_every,
+                                     eval_episodes, threshold_of(name, solved_at_of(script)))
+            if status != 0:
+                return status
+        elif not (run_dir / "model.keras").exists():
+            status = _train(command, run_dir)
             if status != 0 or not (run_dir / "model.keras").exists():
                 print(f"{name} did not finish (status {status}); run this command again to "
                       f"carry on.", file=sys.stderr)
                 return status or 1
         copy_results(run_dir, results_dir / name)
     return 0
+
+
+def _train(command: Sequence[str], run_dir: pathlib.Path) -> int:
+    """Starts or resumes (when its folder holds a checkpoint) one run in the foreground."""
+    command = list(command)
+    # The index file TensorFlow's CheckpointManager writes once a checkpoint is whole.
+    if (run_dir / "checkpoints" / "checkpoint").exists():
+        command.append("--resume")
+    print(" ".join(command), flush=True)
+    return _run_in_foreground(command)
+
+
+EVALUATION_FIELDS = ("step", "episodes", "mean_score", "std_score", "min_score", "max_score",
+                     "scores")
+
+
+def train_in_stages(command: Sequence[str], run_dir: pathlib.Path, out_dir: pathlib.Path,
+                    stage_steps: int, episodes: int, threshold: float) -> int:
+    """Trains a run to its ``--total-steps`` in stages, evaluating the agent after each.
+
+    Why: the running reward lags the agent by a whole window of games and carries
+    its exploration; comparing settings needs the agent's own play at fixed steps.
+    After every ``stage_steps`` steps the run stops (saving a checkpoint and its
+    model), ``--evaluate`` plays ``episodes`` games with it (epsilon 0.05, the
+    paper's protocol), and the run resumes. Each stage's scores go to
+    ``evaluations.csv`` in the run folder, and the run's files to ``out_dir``.
+    A stage already in ``evaluations.csv`` is not run again, so the command can
+    be stopped and run again. Each resume starts a new game (the one in progress
+    is played again) and, without ``--save-replay``, refills the memory; pass
+    ``--save-replay`` so that stages change nothing else.
+
+    Returns:
+        0 when the run reached its total steps or its threshold, else the status of
+        the stage that did not finish.
+    """
+    total_steps = _flag_value(command, "--total-steps")
+    if total_steps is None:
+        raise SystemExit("--evaluate-every needs the run's --total-steps after --")
+    done = {int(row["step"]) for row in _read_rows(run_dir / "evaluations.csv", ("step",))} \
+        if (run_dir / "evaluations.csv").exists() else set()
+    stages = list(range(stage_steps, total_steps, stage_steps)) + [total_steps]
+    without_total = _without_flag(command, "--total-steps")
+    for stage in stages:
+        if stage in done:
+            continue
+        if done and summarize_run(run_dir, threshold).steps_to_threshold is not None:
+            break  # solved in an earlier stage
+        model = run_dir / "model.keras"
+        before = model.stat().st_mtime if model.exists() else None
+        status = _train([*without_total, "--total-steps", str(stage)], run_dir)
+        finished = model.exists() and model.stat().st_mtime != before
+        if status != 0 or not finished:
+            print(f"{run_dir.name} did not finish its stage to {stage:,} steps (status "
+                  f"{status}); run this command again to carry on.", file=sys.stderr)
+            return status or 1
+        scores = _evaluate(command, run_dir, episodes)
+        if scores is None:
+            return 1
+        _append_evaluation(run_dir / "evaluations.csv", stage, scores)
+        copy_results(run_dir, out_dir)
+        print(f"{run_dir.name} at {stage:,} steps: mean score {sum(scores) / len(scores):.2f} "
+              f"over {len(scores)} games", flush=True)
+        if summarize_run(run_dir, threshold).steps_to_threshold is not None:
+            break  # solved: the run stopped before the stage's end
+    return 0
+
+
+def _evaluate(command: Sequence[str], run_dir: pathlib.Path, episodes: int) -> list[float] | None:
+    """Plays ``episodes`` games with a run's agent; their scores, or None if it failed."""
+    seed = _flag_value(command, "--seed")
+    evaluation = [command[0], command[1], "--evaluate", str(run_dir), "--episodes",
+                  str(episodes), "--seed", str(seed), "--video-dir",
+                  str(run_dir / "evaluation-videos")]
+    print(" ".join(evaluation), flush=True)
+    result = subprocess.run(evaluation, cwd=ROOT, capture_output=True, text=True)
+    scores = [float(match) for match in re.findall(r"^game \d+: score (\S+)$", result.stdout,
+                                                    re.MULTILINE)]
+    if result.returncode != 0 or len(scores) != episodes:
+        print(f"the evaluation of {run_dir} failed (status {result.returncode}): "
+              f"{(result.stderr.strip().splitlines() or ['no message'])[-1]}", file=sys.stderr)
+        return None
+    return scores
+
+
+def _append_evaluation(path: pathlib.Path, step: int, scores: Sequence[float]) -> None:
+    new = not path.exists()
+    mean = sum(scores) / len(scores)
+    std = math.sqrt(sum((score - mean) ** 2 for score in scores) / len(scores))
+    with open(path, "a", newline="") as file:
+        writer = csv.writer(file)
+        if new:
+            writer.writerow(EVALUATION_FIELDS)
+        writer.writerow([step, len(scores), round(mean, 3), round(std, 3), min(scores),
+                         max(scores), " ".join(f"{score:g}" for score in scores)])
+
+
+def _flag_value(command: Sequence[str], flag: str) -> int | None:
+    """The whole-number value of the last ``flag`` in a command, or None."""
+    values = [command[index + 1] for index, word in enumerate(command[:-1]) if word == flag]
+    return int(values[-1]) if values else None
+
+
+def _without_flag(command: Sequence[str], flag: str) -> list[str]:
+    """A command without ``flag`` and its value."""
+    kept, skip = [], False
+    for word in command:
+        if skip:
+            skip = False
+        elif word == flag:
+            skip = True
+        else:
+            kept.append(word)
+    return kept
 
 
 def _run_in_foreground(command: Sequence[str]) -> int:
@@ -334,7 +465,7 @@ def _run_in_foreground(command: Sequence[str]) -> int:
 def copy_results(run_dir: pathlib.Path, out_dir: pathlib.Path) -> None:
     """Copies a run's small CSV files and a description of this machine to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("progress.csv", "heldout_q.csv"):
+    for name in ("progress.csv", "heldout_q.csv", "evaluations.csv", "settings.json"):
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, out_dir / name)
     (out_dir / "machine.json").write_text(json.dumps(machine_description(), indent=1) + "\n")
@@ -361,6 +492,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=None,
                         help="running reward that counts as solved (default: the "
                              "solved_at of each run's game)")
+    parser.add_argument("--evaluate-every", type=int, default=0, metavar="STEPS",
+                        help="train in stages of STEPS steps and play --eval-episodes games "
+                             "with the agent after each (evaluations.csv); needs "
+                             "--total-steps after --")
+    parser.add_argument("--eval-episodes", type=int, default=10,
+                        help="games per evaluation with --evaluate-every (default: 10)")
     parser.add_argument("--summarize-only", action="store_true",
                         help="train nothing; summarize the folders of --results-dir")
     arguments = parser.parse_args(argv)
@@ -372,7 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0
     if not arguments.summarize_only:
         status = train_reference_runs(script, arguments.seeds, ROOT / arguments.runs_dir,
-                                      results_dir, extra, arguments.label)
+                                      results_dir, extra, arguments.label,
+                                      arguments.evaluate_every, arguments.eval_episodes)
     if arguments.runs:
         names = arguments.runs
         missing = [name for name in names if not (results_dir / name / "progress.csv").is_file()]

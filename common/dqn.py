@@ -81,6 +81,27 @@ class FusedAdam(keras.optimizers.Adam):
         return self._momentums[index], self._velocities[index]
 
 
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seeds every random generator a run draws from, and optionally makes its ops exact.
+
+    Why: the environment, the exploration and the replay memory take the seed
+    themselves, but the networks' initial weights come from Keras' global generator;
+    without this, two runs of one seed start from two different networks.
+
+    Args:
+        seed: the run's ``--seed``; it seeds Python's ``random``, NumPy's global
+            generator, TensorFlow and Keras (``keras.utils.set_random_seed``).
+        deterministic: also turn on TensorFlow's op determinism, so that the same
+            inputs give bit-identical results. It is process-wide and stays on
+            (TensorFlow cannot turn it off); on a GPU an op that has no
+            deterministic kernel then raises an error naming it, where it would
+            otherwise have run.
+    """
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
 def make_greedy_policy(q_network: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     """Returns a graph function giving the highest-valued action of each observation.
 

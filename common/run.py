@@ -35,6 +35,7 @@ from common.checkpoint import (CheckpointError, Checkpointer, read_loop_state,
                                save_model_atomically)
 from common.config import ConfigError, check_config, check_memory, given_fields
 from common.dqn import BackgroundLearner
+from common.files import first_line, write_atomically
 from common.logger import (PICTURE_EVERY_SECONDS, HeldOutQ, RunLogger, action_names,
                            start_banner)
 from common.replay import ReplayMemory, saved_capacity
@@ -192,6 +193,7 @@ class Run:
                   f"replay memory {'restored' if self.memory_restored else 'refills'} "
                   f"({len(memory):,} transitions).", flush=True)
         resume_step = state.step if self._saved else None
+        self._write_settings()
         print(start_banner(config, action_names(env), memory.nbytes, resume_step, state.games,
                            self.memory_restored), flush=True)
         learn_from_step = first_learning_step(state.step, config.learning_starts,
@@ -204,6 +206,20 @@ class Run:
         self.heldout_q = HeldOutQ(config.run_dir, self.logger, seed=config.seed,
                                   resume_step=resume_step, draw_at_step=learn_from_step)
         return state
+
+    def _write_settings(self) -> None:
+        """Writes ``settings.json``: the settings the run goes on with, for people to read.
+
+        The run itself never reads it back (its checkpoints carry the settings);
+        ``benchmarks/learning.py`` copies it beside a reference run's CSV files.
+        """
+        path = os.path.join(self.config.run_dir, "settings.json")
+        try:
+            write_atomically(path, json.dumps(run_settings(self.config), indent=1) + "\n",
+                             durable=False)
+        except OSError as error:
+            print(f"warning: could not write {path} ({first_line(error)})", file=sys.stderr,
+                  flush=True)
 
     def _restore_memory(self, memory: ReplayMemory, archive) -> None:
         try:
@@ -250,9 +266,7 @@ class Run:
         """
         learner.wait()  # a checkpoint holds whole updates only
         config = self.config
-        settings = {name: value for name, value in dataclasses.asdict(config).items()
-                    if name not in NOT_RUN_SETTINGS}
-        record = {"env_id": config.env_id, **state.to_dict(), "settings": settings,
+        record = {"env_id": config.env_id, **state.to_dict(), "settings": run_settings(config),
                   "replay_saved": config.save_replay}
         replay_state = memory.state_dict() if config.save_replay else None
         self.logger.flush_to_disk()  # the rows up to this step survive a power cut too
@@ -313,6 +327,12 @@ class Run:
             self.logger.close(draw_picture=not stopped_at_once)  # and a last progress.png
         if exc_type is not None:  # finish() releases the lock of a run that ends well
             self.lock.release()
+
+
+def run_settings(config: Any) -> dict[str, Any]:
+    """The settings that say how a run learns, as saved with it (``NOT_RUN_SETTINGS`` left out)."""
+    return {name: value for name, value in dataclasses.asdict(config).items()
+            if name not in NOT_RUN_SETTINGS}
 
 
 def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
