@@ -43,6 +43,7 @@ import numpy as np
 
 from common.atari import make_env
 from common.checkpoint import load_agent
+from common.logger import plural
 from common.cli import GracefulStop, Interrupted, command_line, exit_with
 from common.dqn import (BackgroundLearner, FusedAdam, choose_action, make_greedy_policy,
                         make_target_sync, make_train_step, seed_everything)
@@ -77,7 +78,9 @@ class Config:
     solved_at: float = 18.0
     """stop once the mean raw score of the last 100 games reaches this."""
     seed: int = 1
-    """seed of the environment, the exploration and the replay sampling."""
+    """seed of everything random: the initial weights, the games, the exploration and the
+    replay sampling. A run starts alike each time; later the update thread's timing may
+    make it drift (--deterministic repeats it exactly)."""
     buffer_size: int = 1_000_000
     """replay memory size in transitions, as in the paper (about 7.1 GB: one 84x84
     frame each)."""
@@ -126,6 +129,9 @@ class Config:
     overlap_updates: bool = True
     """run each update on a worker thread while the agent plays on (faster; the agent may
     act with weights one update old)."""
+    deterministic: bool = False
+    """repeat a run exactly, given the same seed, machine and TensorFlow version: exact
+    TensorFlow ops and every update in turn (implies --no-overlap-updates; slower)."""
     video_every: int = 100
     """record every N-th game as an MP4 (0: never)."""
     video_dir: str = "videos/pong"
@@ -263,7 +269,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     """
     run = Run(config, on_game)  # refuses a bad resume or an occupied folder before any work
     config = run.config  # on --resume: the run's saved settings, with the changes allowed
-    seed_everything(config.seed)  # the initial weights too, not only the games and the replay
+    seed_everything(config.seed, config.deterministic)  # the initial weights too
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=config.video_every,
                    first_game=run.games_played + 1)
     num_actions = int(env.action_space.n)  # Pong: 6
@@ -331,7 +337,7 @@ the mean and standard deviation of the raw scores.
 def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network) -> list[float]:
     """Plays `config.episodes` games with a saved agent; returns their raw scores."""
     config = settings_for_evaluation(config)  # a run folder's own --dueling, --n-step, ...
-    seed_everything(config.seed)
+    seed_everything(config.seed, config.deterministic)
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=1,
                    video_label="evaluation",  # keeps these apart from the training videos
                    max_frames_per_game=5 * 60 * 60)  # 5 minutes at 60 frames a second
@@ -342,7 +348,7 @@ def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network)
     rng = np.random.default_rng(config.seed)
     scores = []
     observation, _ = env.reset(seed=config.seed)
-    with GracefulStop() as stop, env:  # a stop drops the unfinished game and its video
+    with GracefulStop("stopping; the unfinished game is not scored") as stop, env:
         while len(scores) < config.episodes and not stop.requested:
             action = choose_action(greedy_actions, observation, config.eval_epsilon, rng,
                                    num_actions)
@@ -353,8 +359,9 @@ def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network)
             if "episode" in info:
                 scores.append(float(info["episode"]["r"]))
                 print(f"game {len(scores)}: score {scores[-1]:g}", flush=True)
-    print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} "
-          f"(standard deviation {np.std(scores):.2f}). Videos in {config.video_dir}.", flush=True)
+    if scores:
+        print(f"Mean score {np.mean(scores):.2f}, standard deviation {np.std(scores):.2f}, "
+              f"over {plural(len(scores), 'game')}. Videos in {config.video_dir}.", flush=True)
     if stop.requested:
         raise Interrupted(stop.signal_name, f"after {len(scores)} of {config.episodes} games")
     return scores

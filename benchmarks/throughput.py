@@ -16,17 +16,27 @@ a warm-up of random play, and the target network synced every 1,000 steps.
     python benchmarks/throughput.py --quick     # a smoke check; its numbers mean little
     python benchmarks/throughput.py --skip-naive --double-dqn --n-step 3 --dueling
                                                 # what the options beyond the paper cost
+    python benchmarks/throughput.py --skip-naive --script pong_dqn.py
+                                                # Pong's loop, with its own defaults
+    python benchmarks/throughput.py --skip-naive --deterministic   # what exactness costs
+
+`--script` times that script's `train` with its own `Config` defaults (game, batch size,
+`train_every`, target period, options); the flags above override them. The naive loop
+always plays Breakout with Breakout's settings.
 
 It prints a table and, as its last line, one JSON object with the keys
 steps_per_second, naive_steps_per_second, ratio (ours / naive; null with --skip-naive),
 timed_steps, naive_timed_steps, seconds, naive_seconds, warmup_steps, conforming (false
-with --quick), tensorflow, cpus, device and load_average (1-minute load averages at
-the start, between the loops and at the end: another busy process slows both loops).
+with --quick), tensorflow, cpus, device, load_average (1-minute load averages at
+the start, between the loops and at the end: another busy process slows both loops),
+script and options (the settings our loop ran with).
 """
 
 import argparse
 import contextlib
 import csv
+import dataclasses
+import importlib
 import io
 import json
 import os
@@ -49,7 +59,8 @@ from common.atari import make_env  # noqa: E402
 from common.config import check_config  # noqa: E402
 from common.networks import build_q_network  # noqa: E402
 
-ENV_ID = "BreakoutNoFrameskip-v4"
+SCRIPTS = {"breakout_dqn.py": "breakout_dqn", "pong_dqn.py": "pong_dqn"}
+ENV_ID = "BreakoutNoFrameskip-v4"  # the naive loop's game
 BATCH_SIZE = 32
 TRAIN_EVERY = 4
 TARGET_UPDATE_EVERY = 1_000  # breakout_dqn.Config's default
@@ -59,23 +70,22 @@ EXTRA_STEPS = 1_000  # ours runs this much longer, as its timing starts and ends
 MIN_TIMED_STEPS = 2_000
 
 
-def measure_ours(warmup_steps: int, timed_steps: int, seed: int,
+def measure_ours(warmup_steps: int, timed_steps: int, seed: int, script=breakout_dqn,
                  **options) -> tuple[int, float]:
-    """Runs breakout_dqn.train and returns (timed steps, seconds) read from progress.csv.
+    """Runs a game script's train and returns (timed steps, seconds) read from progress.csv.
 
-    ``options`` are settings of ``breakout_dqn.Config`` beyond the paper's
-    (``double_dqn``, ``n_step``, ``dueling``), to measure what each one costs.
+    The script's own ``Config`` defaults set the game, the batch size, ``train_every``,
+    the target period and the options beyond the paper; ``options`` override them
+    (``double_dqn``, ``n_step``, ``dueling``, ``deterministic``), to measure what each
+    one costs.
     """
     with tempfile.TemporaryDirectory(prefix="throughput-") as run_dir:
-        config = breakout_dqn.Config(
-            env_id=ENV_ID,
+        config = dataclasses.replace(
+            script.Config(),
             total_steps=warmup_steps + SETTLE_STEPS + timed_steps + EXTRA_STEPS,
             seed=seed,
             buffer_size=BUFFER_SIZE,
             learning_starts=warmup_steps,  # random play without updates until here
-            batch_size=BATCH_SIZE,
-            train_every=TRAIN_EVERY,
-            target_update_every=TARGET_UPDATE_EVERY,
             eps_start=0.0,  # after the warm-up every action is the network's
             eps_end=0.0,
             video_every=0,
@@ -86,7 +96,7 @@ def measure_ours(warmup_steps: int, timed_steps: int, seed: int,
         )
         check_config(config)
         with contextlib.redirect_stdout(io.StringIO()) as printed:
-            summary = breakout_dqn.train(config)
+            summary = script.train(config)
         if summary.get("stopped"):
             sys.exit(f"the training loop was stopped early: {printed.getvalue().strip()}")
         with open(os.path.join(run_dir, "progress.csv"), newline="") as file:
@@ -242,11 +252,29 @@ def main() -> None:
                         help="a smoke check with small step counts; the result does not "
                              "satisfy the benchmark's minimum and is marked so")
     parser.add_argument("--seed", type=int, default=1, help="seed of the games and the play")
-    parser.add_argument("--double-dqn", action="store_true", help="our loop with Double DQN")
-    parser.add_argument("--n-step", type=int, default=1, help="our loop with n-step returns")
-    parser.add_argument("--dueling", action="store_true", help="our loop with a dueling network")
+    parser.add_argument("--script", default="breakout_dqn.py",
+                        help="the game script whose loop and defaults (game, train_every, "
+                             "target period, options) to time: breakout_dqn.py or pong_dqn.py")
+    parser.add_argument("--double-dqn", action=argparse.BooleanOptionalAction, default=None,
+                        help="our loop with (or without) Double DQN; default: the script's")
+    parser.add_argument("--n-step", type=int, default=None,
+                        help="our loop with n-step returns; default: the script's")
+    parser.add_argument("--dueling", action=argparse.BooleanOptionalAction, default=None,
+                        help="our loop with (or without) a dueling network; default: the script's")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="our loop in --deterministic mode (exact ops, updates in turn); "
+                             "op determinism is process-wide, so this needs --skip-naive")
     args = parser.parse_args()
-    options = dict(double_dqn=args.double_dqn, n_step=args.n_step, dueling=args.dueling)
+    if args.script not in SCRIPTS:
+        parser.error(f"--script must be one of {', '.join(SCRIPTS)}, got {args.script!r}")
+    if args.deterministic and not args.skip_naive:
+        parser.error("--deterministic turns on op determinism for the whole process; add "
+                     "--skip-naive")
+    script = importlib.import_module(SCRIPTS[args.script])
+    given = dict(double_dqn=args.double_dqn, n_step=args.n_step, dueling=args.dueling,
+                 deterministic=args.deterministic or None)
+    options = {name: value for name, value in given.items() if value is not None}
+    settings = dataclasses.replace(script.Config(), **options)
 
     if args.quick:
         args.warmup_steps, args.timed_steps = min(args.warmup_steps, 200), min(args.timed_steps, 300)
@@ -261,14 +289,16 @@ def main() -> None:
     loads = [os.getloadavg()[0]]
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, device {device_name()}; "
           f"load average at start {os.getloadavg()}", flush=True)
-    chosen = ["--double-dqn"] * args.double_dqn + [f"--n-step {args.n_step}"] * (args.n_step > 1) \
-        + ["--dueling"] * args.dueling
-    print(f"our loop{' with ' + ' '.join(chosen) if chosen else ''}: {args.warmup_steps:,} "
-          f"warm-up steps, then at least {args.timed_steps:,} timed steps ...", flush=True)
-    timed_steps, seconds = measure_ours(args.warmup_steps, args.timed_steps, args.seed, **options)
+    print(f"our loop ({args.script}: {settings.env_id}, batch {settings.batch_size}, one update "
+          f"every {settings.train_every} steps, n-step {settings.n_step}, double "
+          f"{settings.double_dqn}, dueling {settings.dueling}, deterministic "
+          f"{settings.deterministic}): {args.warmup_steps:,} warm-up steps, then at least "
+          f"{args.timed_steps:,} timed steps ...", flush=True)
+    timed_steps, seconds = measure_ours(args.warmup_steps, args.timed_steps, args.seed, script,
+                                        **options)
     if not args.quick and timed_steps < MIN_TIMED_STEPS:
         sys.exit(f"only {timed_steps:,} steps lay between game ends; pass a larger --timed-steps")
-    rows = [("ours (breakout_dqn.train)", timed_steps, seconds)]
+    rows = [(f"ours ({SCRIPTS[args.script]}.train)", timed_steps, seconds)]
     loads.append(os.getloadavg()[0])
 
     naive_timed_steps = naive_seconds = None
@@ -308,7 +338,9 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "device": device_name(),
         "load_average": [round(load, 2) for load in loads],
-        "options": options,
+        "script": args.script,
+        "options": {name: getattr(settings, name) for name in
+                    ("train_every", "n_step", "double_dqn", "dueling", "deterministic")},
     }))
 
 

@@ -24,7 +24,6 @@ checkpoints are kept. Nothing here executes code from a file it reads.
 
 from __future__ import annotations
 
-import errno
 import glob
 import json
 import os
@@ -39,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.fault_points import pause_point
+from common.files import first_line, fsync, write_atomically
 
 
 class CheckpointError(RuntimeError):
@@ -115,12 +115,13 @@ class Checkpointer:
             self._loop_state.assign(json.dumps(loop_state))
             self._checkpoint.write(prefix)
             for path in glob.glob(glob.escape(prefix) + ".*"):
-                _fsync(path)
+                fsync(path)
             pause_point("checkpoint-written")  # a test may kill the process here
             kept = sorted({*self._kept_steps(), step})[-self.max_to_keep:]
             _write_index(self.directory, step, kept)
             self._saved_step = step
         except (OSError, tf.errors.OpError) as error:
+            self._remove_partial(step)  # what the failed save left: ckpt-N_temp/, its replay
             # With no complete checkpoint there is nothing to resume, and the folder's
             # progress.csv keeps a new run out of it: the advice must say so.
             advice = (f"the last complete one is {self.latest}; free some disk space, then "
@@ -129,7 +130,7 @@ class Checkpointer:
                       "then start it again with another --run-dir")
             raise CheckpointError(
                 f"could not write the checkpoint of step {step:,} to {self.directory} "
-                f"({_first_line(error)}); {advice}") from None
+                f"({first_line(error)}); {advice}") from None
         self._remove_unkept(kept)
         return prefix
 
@@ -160,7 +161,7 @@ class Checkpointer:
                 self._saved_step = _step_of(prefix)
                 break
             except _READ_ERRORS as error:
-                failures.append(f"{os.path.basename(prefix)} ({_first_line(error)})")
+                failures.append(f"{os.path.basename(prefix)} ({first_line(error)})")
         else:
             raise CheckpointError(f"no checkpoint in {self.directory} can be read: "
                                   f"{'; '.join(failures)}; they may be damaged or of another "
@@ -172,22 +173,17 @@ class Checkpointer:
         return loop_state, self._open_replay(_step_of(prefix), loop_state)
 
     def _save_replay(self, step: int, replay_state: dict[str, np.ndarray]) -> None:
-        path = self._replay_path(step)
-        temporary = path + ".tmp.npz"  # np.savez keeps a name ending in .npz
         needed = sum(np.asarray(array).nbytes for array in replay_state.values())
         free = shutil.disk_usage(self.directory).free
         if needed > free:
             raise OSError(28, f"the replay memory needs {needed / 1e9:.1f} GB but only "
                               f"{free / 1e9:.1f} GB of disk is free")
-        try:
+
+        def write(temporary: str) -> None:
             np.savez(temporary, **replay_state)
             pause_point("replay-written")  # a test may kill the process here
-            _fsync(temporary)
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
+
+        write_atomically(self._replay_path(step), write)
 
     def _open_replay(self, step: int, loop_state: dict[str, Any]):
         path = self._replay_path(step)
@@ -204,7 +200,7 @@ class Checkpointer:
             return archive
         except _REPLAY_READ_ERRORS as error:
             print(f"warning: the saved replay memory {path} cannot be read "
-                  f"({_first_line(error)}); it refills.", file=sys.stderr, flush=True)
+                  f"({first_line(error)}); it refills.", file=sys.stderr, flush=True)
             return None
 
     def _replay_path(self, step: int) -> str:
@@ -217,12 +213,22 @@ class Checkpointer:
         """Removes checkpoints and replays of steps not kept, and leftovers of failed saves."""
         for path in glob.glob(os.path.join(glob.escape(self.directory), "*")):
             match = re.fullmatch(r"(?:ckpt|replay)-(\d+)(\..*)?", os.path.basename(path))
-            partial = path.endswith(".tmp.npz") or "_temp" in os.path.basename(path)
-            if (match and int(match.group(1)) not in kept) or partial:
-                try:
-                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-                except OSError:
-                    pass  # a leftover that cannot go is harmless
+            if match and int(match.group(1)) not in kept:
+                _remove(path)
+        self._remove_partial()
+
+    def _remove_partial(self, failed_step: int | None = None) -> None:
+        """Removes what a save that did not finish left: TensorFlow's ``ckpt-N_temp``
+        folder, a temporary file and, after a failed save of ``failed_step``, the
+        files of that step that no index names (its replay memory: gigabytes)."""
+        kept = self._kept_steps() if failed_step is not None else []
+        for path in glob.glob(os.path.join(glob.escape(self.directory), "*")):
+            name = os.path.basename(path)
+            match = re.fullmatch(r"(?:ckpt|replay)-(\d+)(\..*)?", name)
+            failed = (match is not None and int(match.group(1)) == failed_step
+                      and failed_step not in kept)
+            if failed or name.startswith(".partial-") or re.fullmatch(r"ckpt-\d+_temp.*", name):
+                _remove(path)
 
 
 def checkpoint_candidates(directory: str) -> list[str]:
@@ -311,35 +317,14 @@ def _write_index(directory: str, latest_step: int, kept_steps: list[int]) -> Non
     """Replaces the index file atomically, in TensorFlow's own format."""
     lines = [f'model_checkpoint_path: "ckpt-{latest_step}"']
     lines += [f'all_model_checkpoint_paths: "ckpt-{step}"' for step in sorted(kept_steps)]
-    path = os.path.join(directory, _INDEX_FILE)
-    temporary = path + ".tmp"
-    try:
-        with open(temporary, "w", encoding="utf-8") as file:
-            file.write("\n".join(lines) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-        _fsync(directory)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    write_atomically(os.path.join(directory, _INDEX_FILE), "\n".join(lines) + "\n")
 
 
-def _fsync(path: str) -> None:
-    """Flushes a file, or a folder's list of names, to the disk."""
-    folder = os.path.isdir(path)
-    if os.name == "nt" and folder:
-        return  # Windows cannot open a folder; its renames are durable without this
-    # Windows flushes only a file opened for writing.
-    descriptor = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
+def _remove(path: str) -> None:
     try:
-        os.fsync(descriptor)
-    except OSError as error:
-        if not (folder and error.errno == errno.EINVAL):  # network shares refuse folders
-            raise
-    finally:
-        os.close(descriptor)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    except OSError:
+        pass  # a leftover that cannot go is harmless
 
 
 def load_q_network(path: str) -> keras.Model:
@@ -364,7 +349,7 @@ def load_q_network(path: str) -> keras.Model:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many kinds (zip, JSON, h5, value) for a bad file
         raise CheckpointError(f"cannot load model {path} ({type(error).__name__}: "
-                              f"{_first_line(error)}); is it a .keras file saved by this "
+                              f"{first_line(error)}); is it a .keras file saved by this "
                               f"project?") from None
 
 
@@ -394,27 +379,41 @@ def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_a
         CheckpointError: if nothing loadable is found or it does not fit the game.
     """
     checkpoint_dir = os.path.join(path, "checkpoints")
+    loop_state = None
+    if os.path.isdir(path):  # whichever file plays, the run's checkpoints say its game
+        try:
+            loop_state = read_loop_state(checkpoint_dir)
+        except CheckpointError:
+            pass  # damaged checkpoints: model.keras may still play, or say why not
+        if loop_state is not None and loop_state.get("env_id") != env_id:
+            raise CheckpointError(f"{path} holds a run of {loop_state.get('env_id')}, "
+                                  f"not {env_id}; pass --env-id {loop_state.get('env_id')}")
     if os.path.isdir(path) and _checkpoint_is_newer_than_model(path):
-        loop_state = read_loop_state(checkpoint_dir)
+        if loop_state is None:
+            loop_state = read_loop_state(checkpoint_dir)  # says why none can be read
         if loop_state is None:
             raise CheckpointError(f"{path} holds neither model.keras nor checkpoints; pass a "
                                   f".keras file or a run folder")
-        if loop_state.get("env_id") != env_id:
-            raise CheckpointError(f"{path} holds a run of {loop_state.get('env_id')}, "
-                                  f"not {env_id}; pass --env-id {loop_state.get('env_id')}")
         q_network = build_q_network(observation_shape, num_actions, dueling=dueling)
         latest = latest_checkpoint(checkpoint_dir)
         try:  # only the online network is needed; the rest of the checkpoint is skipped
             tf.train.Checkpoint(q_network=q_network).restore(latest).expect_partial()
         except _READ_ERRORS as error:
             raise CheckpointError(f"checkpoint {latest} cannot be read "
-                                  f"({_first_line(error)})") from None
+                                  f"({first_line(error)})") from None
         print(f"Playing with the network of checkpoint {latest} "
               f"(step {loop_state.get('step', 0):,}).", flush=True)
         return q_network
     if os.path.isdir(path):
         path = os.path.join(path, "model.keras")
     q_network = load_q_network(path)
+    game = recorded_game(path)
+    if game is not None and game != env_id:
+        raise CheckpointError(f"{path} was trained on {game}, not {env_id}; pass --env-id "
+                              f"{game}")
+    if game is None and loop_state is None:
+        print(f"warning: {path} does not record the game it was trained on; playing it on "
+              f"{env_id}", file=sys.stderr, flush=True)
     if q_network.output_shape[-1] != num_actions:
         raise CheckpointError(f"{path} has {q_network.output_shape[-1]} outputs but {env_id} "
                               f"has {num_actions} actions; is it a model of another game?")
@@ -435,33 +434,42 @@ def _checkpoint_is_newer_than_model(run_dir: str) -> bool:
         os.path.getmtime(model_path)
 
 
-def save_model_atomically(model: keras.Model, path: str) -> None:
+MODEL_RECORD = "dqn_atari.json"
+"""The file a saved ``.keras`` archive carries beside Keras' own: the game it learnt."""
+
+
+def save_model_atomically(model: keras.Model, path: str, env_id: str | None = None) -> None:
     """Saves ``model`` to ``path`` through a temporary file, flushed to the disk first.
 
-    So a crash or a power cut leaves either the old file or the whole new one.
+    So a crash or a power cut leaves either the old file or the whole new one. With
+    ``env_id`` the archive also records the game (``MODEL_RECORD``), so that
+    ``--evaluate`` can refuse to play it on another game; Keras ignores the extra file.
 
     Raises:
         CheckpointError: if the file cannot be written (a full disk, say).
     """
-    folder = os.path.dirname(path) or "."
-    temporary = os.path.join(folder, ".partial-" + os.path.basename(path))
-    try:
+    def write(temporary: str) -> None:
         model.save(temporary)
-        _fsync(temporary)
-        os.replace(temporary, path)
-        _fsync(folder)
+        if env_id is not None:
+            with zipfile.ZipFile(temporary, "a") as archive:
+                archive.writestr(MODEL_RECORD, json.dumps({"env_id": env_id}))
+
+    try:
+        write_atomically(path, write)
     except OSError as error:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise CheckpointError(f"could not save the model to {path} ({_first_line(error)}); "
+        raise CheckpointError(f"could not save the model to {path} ({first_line(error)}); "
                               f"the checkpoints beside it still hold the network") from None
+
+
+def recorded_game(path: str) -> str | None:
+    """The game a ``.keras`` file was trained on, if it records it (``MODEL_RECORD``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return str(json.loads(archive.read(MODEL_RECORD))["env_id"])
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+        return None
 
 
 def _step_of(checkpoint_path: str) -> int:
     """The step a checkpoint was saved at, from its path prefix (``.../ckpt-<step>``)."""
     return int(checkpoint_path.rsplit("-", 1)[1])
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

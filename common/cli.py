@@ -16,7 +16,9 @@ terminal, a ``%run`` line after ``%run``, and the setting to change in a noteboo
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import signal
 import sys
 from typing import Any, Callable
@@ -65,7 +67,8 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
     program = program_name()
     checkpoint_dir = os.path.join(config.run_dir, "checkpoints")
     try:
-        check_config(config)
+        # On --resume the run's saved settings fill in the rest; Run checks them whole.
+        check_config(config, across_fields=not getattr(config, "resume", False))
         if getattr(config, "plot", None):  # learning curves of finished or running runs
             from common.plot import plot_runs  # matplotlib loads only when it is needed
 
@@ -79,7 +82,7 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
         check_writable(config.run_dir, "--run-dir")
         summary = train(config)
     except (ConfigError, CheckpointError) as error:
-        print(f"{program}: error: {error}", file=sys.stderr)
+        print(f"{program}: error: {in_its_words(str(error), config)}", file=sys.stderr)
         return 2
     except Interrupted as interrupted:
         print(f"Stopped by {interrupted.signal_name} {interrupted.detail}.", file=sys.stderr)
@@ -87,7 +90,7 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
     except FloatingPointError as error:
         print(f"{program}: training diverged: {error}; the last good checkpoint is "
               f"{latest_checkpoint(checkpoint_dir) or 'none'}; "
-              f"{resume_advice(argv, '--learning-rate', 'a lower learning rate')}",
+              f"{resume_advice(argv, '--learning-rate', 'a lower learning_rate')}",
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C pressed twice, or once while evaluating
@@ -101,11 +104,39 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
             print(_sentence(resume_advice(argv)), file=sys.stderr)
         return 130
     except MemoryError:
-        print(f"{program}: error: out of memory; pass a smaller --buffer-size", file=sys.stderr)
+        print(f"{program}: error: "
+              f"{in_its_words('out of memory; pass a smaller --buffer-size', config)}",
+              file=sys.stderr)
         return 1
     if summary["stopped"]:
         print(_sentence(resume_advice(argv)), flush=True)
     return 0
+
+
+def in_its_words(message: str, config: Any) -> str:
+    """A message as the place it is read in says it: flags in a terminal, settings in
+    a notebook.
+
+    Why: a notebook user sets ``resume = True`` in the settings cell; telling them to
+    "add --resume" names a command line they do not have. In a notebook cell (not
+    ``%run``), each flag of a setting of ``config`` becomes that setting:
+    ``--run-dir`` is ``run_dir``, ``--resume`` is ``resume = True``,
+    ``--no-overlap-updates`` is ``overlap_updates = False`` and ``--buffer-size 20000``
+    is ``buffer_size = 20000``.
+    """
+    if not kernel_arguments():
+        return message
+    names = {field.name for field in dataclasses.fields(config)}
+
+    def setting(match: re.Match) -> str:
+        negated, name, value = match.group(1), match.group(2).replace("-", "_"), match.group(3)
+        if name not in names:
+            return match.group(0)
+        if negated or isinstance(getattr(config, name), bool):
+            return f"{name} = {not negated}"
+        return f"{name} = {value}" if value else name
+
+    return re.sub(r"--(no-)?([a-z][a-z0-9-]*)(?: (-?\d[\w.+-]*))?", setting, message)
 
 
 def exit_with(status: int) -> None:
@@ -194,9 +225,13 @@ class GracefulStop:
     Use it as a context manager around the loop; ``requested`` becomes true when
     a stop is asked for. Outside the main thread (where Python cannot install
     signal handlers) it does nothing.
+
+    Args:
+        then: what the loop does when asked to stop, for the line printed then.
     """
 
-    def __init__(self):
+    def __init__(self, then: str = "saving a checkpoint before stopping"):
+        self.then = then
         self.requested = False
         self.signal_name = ""
         self._previous: dict[int, Any] = {}
@@ -219,8 +254,8 @@ class GracefulStop:
             raise KeyboardInterrupt  # asked twice: stop now
         self.requested = True
         self.signal_name = signal.Signals(signal_number).name
-        print(f"\n{self.signal_name} received: saving a checkpoint before stopping "
-              f"(press Ctrl-C again to stop at once)", flush=True)
+        print(f"\n{self.signal_name} received: {self.then} (press Ctrl-C again to stop at "
+              f"once)", flush=True)
 
 
 def _sentence(text: str) -> str:

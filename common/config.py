@@ -21,6 +21,8 @@ import textwrap
 import typing
 from typing import Any, Sequence, TypeVar
 
+from common.files import flag_name
+
 ConfigT = TypeVar("ConfigT")
 
 
@@ -105,7 +107,7 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
     parser = _OneLineParser(description=description)
     hints = {field.name: field.type for field in dataclasses.fields(config_class)}
     for field in dataclasses.fields(config_class):
-        flag = "--" + field.name.replace("_", "-")
+        flag = flag_name(field.name)
         kind = _field_type(hints[field.name])
         default = (field.default_factory() if field.default is dataclasses.MISSING
                    else field.default)  # a list field's default comes from its factory
@@ -159,7 +161,12 @@ def _field_type(annotation: Any) -> type:
     return annotation
 
 
-def check_config(config: Any) -> None:
+MAX_STEPS = 10**12
+"""The most agent steps a run may take: more than any run needs (a million steps take
+hours), and few enough for every count, file name and duration a run writes."""
+
+
+def check_config(config: Any, across_fields: bool = True) -> None:
     """Checks the values a DQN run depends on, before any work starts.
 
     It looks only at the fields the configuration has, so a script with fewer
@@ -167,6 +174,9 @@ def check_config(config: Any) -> None:
 
     Args:
         config: a configuration dataclass instance.
+        across_fields: also check the settings against each other. On ``--resume``
+            the run's saved settings fill in the ones not given, so these checks
+            wait for them (``common.run.Run`` checks the resumed settings whole).
 
     Raises:
         ConfigError: with a one-line message that says what to change.
@@ -174,8 +184,7 @@ def check_config(config: Any) -> None:
     def has(name):
         return hasattr(config, name)
 
-    def flag(name):
-        return "--" + name.replace("_", "-")
+    flag = flag_name
 
     positive = ("total_steps", "buffer_size", "batch_size", "train_every",
                 "target_update_every", "checkpoint_every", "episodes", "log_every_games",
@@ -196,9 +205,38 @@ def check_config(config: Any) -> None:
         value = getattr(config, field.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{flag(field.name)} must be a finite number, got {value}")
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_STEPS:
+            raise ConfigError(f"{flag(field.name)} must be at most {MAX_STEPS:,}, got {value:,}")
     for name in ("learning_rate", "max_gradient_norm"):
         if has(name) and not getattr(config, name) > 0:
             raise ConfigError(f"{flag(name)} must be a positive number, got {getattr(config, name)}")
+    if not across_fields:
+        return
+    _check_across_fields(config)
+
+
+def _check_across_fields(config: Any) -> None:
+    """The checks of ``check_config`` that compare one setting with another."""
+    def has(name):
+        return hasattr(config, name)
+
+    training = not getattr(config, "evaluate", "") and not getattr(config, "plot", [])
+    if getattr(config, "evaluate", "") and getattr(config, "plot", []):
+        raise ConfigError("--evaluate plays an agent and --plot draws runs: give one of them")
+    if (has("total_steps") and has("learning_starts") and training
+            and config.total_steps <= config.learning_starts):
+        raise ConfigError(f"--total-steps ({config.total_steps:,}) must be more than "
+                          f"--learning-starts ({config.learning_starts:,}), or the run never "
+                          f"learns; raise --total-steps or lower --learning-starts")
+    if has("eps_start") and has("eps_end") and config.eps_end > config.eps_start:
+        raise ConfigError(f"--eps-end ({config.eps_end:g}) must not be above --eps-start "
+                          f"({config.eps_start:g}): exploration falls as the agent learns")
+    if (getattr(config, "deterministic", False) and getattr(config, "overlap_updates", False)
+            and "overlap_updates" in given_fields(config)):
+        raise ConfigError("--deterministic runs every update in turn; leave --overlap-updates "
+                          "out")
     if has("n_step") and has("buffer_size") and config.n_step >= config.buffer_size:
         raise ConfigError(f"--n-step must be smaller than --buffer-size ({config.buffer_size:,}), "
                           f"got {config.n_step}; n-step returns use 3 or so")

@@ -1,16 +1,27 @@
-"""Small helpers every part of a run uses: atomic writes, error lines, flag names.
+"""A run folder's files: how they are written and read back, and two small helpers.
 
 A long run writes many files (checkpoints, logs, pictures, recordings) and reads
-some back; a crash or a power cut in the middle of a write must leave either the
-old file or the whole new one, never half of each. ``write_atomically`` is the one
-place that does so.
+some back. A crash or a power cut in the middle of a write must leave either the
+old file or the whole new one, never half of each: ``write_atomically`` is the one
+place that does so. A file read back may have been damaged meanwhile: ``read_table``
+says what is wrong with a CSV log, and ``set_aside`` keeps a damaged file intact
+under another name, so that nothing a run saved is ever cut down.
 """
 
 from __future__ import annotations
 
+import csv
 import errno
+import itertools
 import os
-from typing import Callable
+import time
+from typing import Callable, Sequence
+
+PROGRESS_FIELDS = ("step", "game", "score", "running_reward", "epsilon", "loss", "mean_q",
+                   "steps_per_second", "elapsed_seconds")
+"""The header of ``progress.csv``: one row per finished game."""
+HELDOUT_FIELDS = ("step", "heldout_q")
+"""The header of ``heldout_q.csv``: one row per held-out Q measurement."""
 
 
 def write_atomically(path: str, content: str | bytes | Callable[[str], None],
@@ -35,8 +46,9 @@ def write_atomically(path: str, content: str | bytes | Callable[[str], None],
     """
     folder = os.path.dirname(path) or "."
     name, extension = os.path.splitext(os.path.basename(path))
-    # The extension stays last: Keras and matplotlib choose the format by it.
-    temporary = os.path.join(folder, f".partial-{name}{extension}")
+    # The extension stays last (Keras chooses the format by it); the process id keeps
+    # two processes writing one file off each other's temporary file.
+    temporary = os.path.join(folder, f".partial-{os.getpid()}-{name}{extension}")
     try:
         if callable(content):
             content(temporary)
@@ -82,3 +94,83 @@ def first_line(error: BaseException) -> str:
 def flag_name(setting: str) -> str:
     """The command-line flag of a configuration field: ``total_steps`` is ``--total-steps``."""
     return "--" + setting.replace("_", "-")
+
+
+def read_table(path: str, fields: Sequence[str]) -> tuple[list[list[str]], str | None]:
+    """Reads a CSV log of a run, checking that it is what this project writes.
+
+    Why: a run reads its logs back when it resumes and rewrites them; a file that was
+    damaged (bytes that are not text, another delimiter, a header from another version,
+    a garbled line) must not be misread or cut down. This says what is wrong, so that
+    the caller can set the file aside intact (``set_aside``) before writing anything.
+
+    Args:
+        path: the CSV file.
+        fields: the header it must have; every row must have as many numbers.
+
+    Returns:
+        The rows that are whole (as strings, without the header), and ``None`` if the
+        file is sound, else what is wrong with it in a few words. A last line without
+        its newline (cut short by a kill while it was written, or still being
+        written) is left out and is not a fault.
+    """
+    with open(path, "rb") as file:
+        lines = file.read().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline that ends the last whole line
+    elif lines:
+        lines.pop()  # a last line cut short
+    problems, rows = [], []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            problems.append(f"line {number} holds bytes that are not text")
+            continue
+        cells = next(csv.reader([line]), [])
+        if number == 1:
+            if cells != list(fields):
+                problems.append(f"its first line is not the header {','.join(fields)}")
+                if _is_row(cells, fields):
+                    rows.append(cells)  # a row where the header should be: keep it
+            continue
+        if _is_row(cells, fields):
+            rows.append(cells)
+        else:
+            problems.append(f"line {number} is not a row of {len(fields)} numbers")
+    if not lines:
+        problems.append("it is empty")
+    problem = None
+    if problems:
+        more = f" (and {len(problems) - 1} more lines)" if len(problems) > 1 else ""
+        problem = problems[0] + more
+    return rows, problem
+
+
+def _is_row(cells: list[str], fields: Sequence[str]) -> bool:
+    if len(cells) != len(fields) or not cells[0].isdigit():
+        return False
+    try:
+        for cell in cells:
+            float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def set_aside(path: str) -> str:
+    """Renames a damaged file so that nothing overwrites it; returns its new path.
+
+    ``progress.csv`` becomes ``progress.damaged-20261206T081500.csv`` (a number is
+    added if that name is taken). The file itself is not changed.
+    """
+    folder = os.path.dirname(path) or "."
+    name, extension = os.path.splitext(os.path.basename(path))
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for attempt in itertools.count():
+        suffix = f"-{attempt}" if attempt else ""
+        aside = os.path.join(folder, f"{name}.damaged-{stamp}{suffix}{extension}")
+        if not os.path.lexists(aside):
+            os.replace(path, aside)
+            return aside
+    raise AssertionError("unreachable")

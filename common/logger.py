@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import csv
 import datetime
+import io
 import itertools
 import math
 import os
@@ -40,10 +41,9 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from common.fault_points import pause_point
+from common.files import (HELDOUT_FIELDS, PROGRESS_FIELDS, first_line, read_table, set_aside,
+                          write_atomically)
 
-PROGRESS_FIELDS = ("step", "game", "score", "running_reward", "epsilon", "loss", "mean_q",
-                   "steps_per_second", "elapsed_seconds")
-HELDOUT_FIELDS = ("step", "heldout_q")
 RATE_WINDOW_SECONDS = 60.0
 """Steps per second are measured over about this much of the latest wall time."""
 RATE_SAMPLE_SECONDS = 1.0
@@ -65,7 +65,8 @@ def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: 
     Args:
         config: the script's configuration; this reads ``env_id``, ``total_steps``,
             ``solved_at``, ``buffer_size``, ``learning_starts``, ``run_dir``,
-            ``video_dir`` and ``video_every``.
+            ``video_dir``, ``video_every`` and, if it has them, ``seed`` and
+            ``deterministic``.
         action_names: the game's actions (``action_names(env)``), or ``None``.
         replay_bytes: the replay memory's size in bytes.
         resumed_step: the checkpoint's step for a resumed run, ``None`` for a new one.
@@ -82,7 +83,7 @@ def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: 
     if resumed_step is None:
         run = "a new run"
     else:
-        run = f"resumed from the checkpoint of step {resumed_step:,} ({games:,} games)"
+        run = f"resumed from the checkpoint of step {resumed_step:,} ({plural(games, 'game')})"
     if memory_restored and (resumed_step or 0) >= config.learning_starts:
         filling = "restored from the checkpoint, so learning goes on at once"
     elif memory_restored:
@@ -93,6 +94,13 @@ def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: 
                    f"{config.learning_starts:,} steps of play that fill it")
     videos = (f"{config.video_dir} ({_every_nth(config.video_every)} game)"
               if config.video_every > 0 else "none (--video-every 0)")
+    seed = []
+    if hasattr(config, "seed"):
+        promise = ("deterministic: the same seed repeats this run exactly on this machine"
+                   if getattr(config, "deterministic", False) else
+                   "the same seed gives the same first network and games, after which a "
+                   "run may drift (--deterministic repeats one exactly)")
+        seed = [f"  seed           {config.seed}, {promise}"]
     return "\n".join([
         f"Training {config.env_id}{actions}",
         f"  device         {device or describe_device()}",
@@ -102,6 +110,7 @@ def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: 
         f"{filling}",
         f"  run folder     {config.run_dir}: {run}",
         f"  videos         {videos}",
+        *seed,
     ])
 
 
@@ -219,6 +228,8 @@ def format_duration(seconds: float) -> str:
     """Seconds as ``0:00:05``, ``1:02:03`` or ``2 days, 7:33:20``."""
     if not math.isfinite(seconds):
         return "-"
+    if seconds >= 100 * 365 * 86400:
+        return "over 100 years"
     return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
 
 
@@ -474,7 +485,7 @@ class RunLogger:
     def _warn(self, error: BaseException) -> None:
         if not self._warned:
             print(f"warning: could not write the log in {self.run_dir} "
-                  f"({_describe(error)}); training goes on", file=sys.stderr, flush=True)
+                  f"({first_line(error)}); training goes on", file=sys.stderr, flush=True)
             self._warned = True
 
 
@@ -515,7 +526,7 @@ class ProgressPicture:
             return True
         except Exception as error:  # noqa: BLE001 - a picture must never stop training
             if not self._warned:
-                print(f"warning: could not draw {self.path} ({_describe(error)}); "
+                print(f"warning: could not draw {self.path} ({first_line(error)}); "
                       f"training goes on", file=sys.stderr, flush=True)
                 self._warned = True
             return False
@@ -572,8 +583,10 @@ class HeldOutQ:
                 with np.load(self.states_path, allow_pickle=False) as archive:
                     self.states = archive["states"]
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                aside = set_aside(self.states_path)
                 print(f"warning: the held-out states {self.states_path} cannot be read "
-                      f"({error}); a new set is drawn", file=sys.stderr, flush=True)
+                      f"({first_line(error)}); they are kept as they were in {aside}, and a "
+                      f"new set is drawn", file=sys.stderr, flush=True)
         elif resume_step is not None:
             when = ("now, from the restored replay memory" if draw_at_step <= resume_step
                     else f"at step {draw_at_step:,}, when the memory has refilled")
@@ -611,20 +624,20 @@ class HeldOutQ:
         self._measured_step = step
 
     def _save_states(self) -> None:
-        temporary = self.states_path + ".tmp.npz"
         try:
-            np.savez_compressed(temporary, states=self.states)
-            with open(temporary, "rb+") as file:
-                os.fsync(file.fileno())  # whole on the disk before it takes the name
-            os.replace(temporary, self.states_path)
+            write_atomically(self.states_path,
+                             lambda temporary: np.savez_compressed(temporary, states=self.states))
         except OSError as error:
-            if os.path.exists(temporary):
-                os.remove(temporary)
             self._logger._warn(error)
 
 
 class _CsvFile:
     """A CSV log kept open for appending, one flushed row at a time.
+
+    On a resume the file is read back first (``common.files.read_table``): its rows up
+    to the checkpoint's step are kept, the later ones (games to be played again) are
+    dropped. A file that is damaged is not cut down: it is set aside intact under
+    another name, with one warning, and its readable rows go on in a new file.
 
     Args:
         path: the file.
@@ -637,11 +650,19 @@ class _CsvFile:
     def __init__(self, path: str, fields: Sequence[str], resume_step: int | None,
                  pause_name: str | None = None):
         self._pause_name = pause_name
+        kept: list[list[str]] = []
         if resume_step is not None and os.path.exists(path):
-            _truncate_after(path, resume_step, tuple(fields))
-        else:
-            with open(path, "w", newline="") as file:
-                csv.writer(file).writerow(fields)
+            rows, problem = read_table(path, fields)
+            kept = [row for row in rows if int(row[0]) <= resume_step]
+            if problem:
+                aside = set_aside(path)
+                print(f"warning: {path} is damaged ({problem}); it is kept as it was in "
+                      f"{aside}, and its {len(kept):,} readable rows up to step "
+                      f"{resume_step:,} go on in a new {os.path.basename(path)}",
+                      file=sys.stderr, flush=True)
+        table = io.StringIO()
+        csv.writer(table).writerows([list(fields), *kept])
+        write_atomically(path, table.getvalue())
         self._file = open(path, "a", newline="")
         self._csv = csv.writer(self._file)
 
@@ -701,12 +722,6 @@ class _EventFile:
         self._file.close()
 
 
-def _describe(error: BaseException) -> str:
-    """An error in a few words: its ``strerror``, or the first line of its message."""
-    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return text.splitlines()[0] if text.splitlines() else text
-
-
 def _round(value: float, digits: int = 5) -> float:
     return round(float(value), digits) if math.isfinite(value) else value
 
@@ -716,6 +731,11 @@ def _show(value: float, spec: str, width: int) -> str:
     return format(value, f">{width}{spec}") if math.isfinite(value) else "-".rjust(width)
 
 
+def plural(number: int, noun: str) -> str:
+    """``1 game``, ``2 games``, ``1,000 games``."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def _every_nth(number: int) -> str:
     """``every``, ``every 2nd``, ``every 100th``..."""
     if number == 1:
@@ -723,22 +743,3 @@ def _every_nth(number: int) -> str:
     suffix = "th" if number % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(
         number % 10, "th")
     return f"every {number:,}{suffix}"
-
-
-def _truncate_after(path: str, step: int, fields: tuple[str, ...] = PROGRESS_FIELDS) -> None:
-    """Rewrites the CSV at ``path`` without rows past ``step``, atomically."""
-    with open(path, newline="") as file:
-        rows = list(csv.reader(file))
-    header, body = (rows[0], rows[1:]) if rows else (list(fields), [])
-    kept = []
-    for row in body:
-        if len(row) != len(header) or not row[0].isdigit():
-            continue  # a line cut short by a kill while it was being written
-        if int(row[0]) <= step:
-            kept.append(row)
-    temporary = path + ".tmp"
-    with open(temporary, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(header)
-        writer.writerows(kept)
-    os.replace(temporary, path)

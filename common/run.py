@@ -35,8 +35,8 @@ from common.checkpoint import (CheckpointError, Checkpointer, read_loop_state,
                                save_model_atomically)
 from common.config import ConfigError, check_config, check_memory, given_fields
 from common.dqn import BackgroundLearner
-from common.files import first_line, write_atomically
-from common.logger import (PICTURE_EVERY_SECONDS, HeldOutQ, RunLogger, action_names,
+from common.files import first_line, flag_name, write_atomically
+from common.logger import (PICTURE_EVERY_SECONDS, HeldOutQ, RunLogger, action_names, plural,
                            start_banner)
 from common.replay import ReplayMemory, saved_capacity
 
@@ -124,6 +124,10 @@ class Run:
             if self._saved is not None:
                 config = settings_for_resume(config, self._saved.get("settings"))
                 check_config(config)  # the settings as resumed, not only as given
+            if getattr(config, "deterministic", False) and config.overlap_updates:
+                given = getattr(config, "_given_fields", None)
+                config = dataclasses.replace(config, overlap_updates=False)  # updates in turn
+                config._given_fields = given
             # Restoring a saved memory reads it in pieces, so one piece is all it adds.
             try:
                 check_memory(ReplayMemory.bytes_needed(config.buffer_size) + 64 * 2**20,
@@ -189,7 +193,8 @@ class Run:
             if replay_archive is not None:
                 with replay_archive:
                     self._restore_memory(memory, replay_archive)
-            print(f"Resumed {config.run_dir} at step {state.step:,} after {state.games:,} games; "
+            print(f"Resumed {config.run_dir} at step {state.step:,} after "
+                  f"{plural(state.games, 'game')}; "
                   f"replay memory {'restored' if self.memory_restored else 'refills'} "
                   f"({len(memory):,} transitions).", flush=True)
         resume_step = state.step if self._saved else None
@@ -305,12 +310,13 @@ class Run:
                   f"{checkpoint_path}.", flush=True)
             return {"step": state.step, "games": state.games, "stopped": True}
         model_path = os.path.join(self.config.run_dir, "model.keras")
-        save_model_atomically(q_network, model_path)
+        save_model_atomically(q_network, model_path, self.config.env_id)
         if state.solved(self.config.solved_at):
             reason = f"solved: running reward {state.running_reward:.2f}"
         else:
             reason = "total steps reached"
-        print(f"Finished ({reason}) after {state.step:,} steps and {state.games:,} games; "
+        print(f"Finished ({reason}) after {plural(state.step, 'step')} and "
+              f"{plural(state.games, 'game')}; "
               f"running reward {state.running_reward:.2f}. Model saved to {model_path}.",
               flush=True)
         return {"step": state.step, "games": state.games, "stopped": False,
@@ -373,7 +379,7 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
         value = getattr(config, name)
         if value == saved_value:
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = flag_name(name)
         if name not in given:
             taken[name] = saved_value
         elif name in OVERRIDABLE_ON_RESUME:
@@ -401,9 +407,9 @@ def with_options_of_older_runs(saved: dict[str, Any]) -> dict[str, Any]:
 
     Why: such a run was trained without them (each is off by default), so on
     ``--resume`` or ``--evaluate`` a flag turning one on must be refused like any
-    other change, not taken as new.
+    other change, not taken as new. The same holds for ``deterministic``.
     """
-    return {**TRAINED_WITH, **saved}
+    return {**TRAINED_WITH, "deterministic": False, **saved}
 
 
 def settings_for_evaluation(config: Any) -> Any:
@@ -436,7 +442,7 @@ def settings_for_evaluation(config: Any) -> Any:
         if name not in given:
             taken[name] = saved[name]
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = flag_name(name)
         trained = (("with " if saved[name] else "without ") + flag
                    if isinstance(saved[name], bool) else f"with {flag} {saved[name]}")
         raise ConfigError(f"--evaluate: {config.evaluate} was trained {trained}; leave "
@@ -451,7 +457,7 @@ def settings_for_evaluation(config: Any) -> Any:
 def flag_as_given(name: str, value: Any) -> str:
     """The command-line words that give ``value`` to setting ``name``:
     ``--dueling``, ``--no-dueling``, ``--n-step 3``."""
-    flag = "--" + name.replace("_", "-")
+    flag = flag_name(name)
     if isinstance(value, bool):
         return flag if value else flag.replace("--", "--no-", 1)
     return f"{flag} {value}"
@@ -577,16 +583,24 @@ def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None
     """
     loop_state = read_loop_state(directory)
     run_dir = os.path.dirname(directory.rstrip(os.sep)) or "."
+    earlier_logs = _has_rows(os.path.join(run_dir, "progress.csv"))
+    # A run that ended before its first checkpoint leaves logs but nothing to go on from.
+    no_checkpoint = (f"it saved no checkpoint, so it cannot be resumed; choose another "
+                     f"--run-dir, or delete {run_dir} to start again there (it holds only "
+                     f"the logs of the games played before it stopped)")
     if resume and loop_state is None:
+        if earlier_logs:
+            raise CheckpointError(f"--resume: {run_dir} holds a run that stopped before "
+                                  f"its first checkpoint: {no_checkpoint}")
         raise CheckpointError(f"--resume: no checkpoint in {directory} (a run saves its first "
                               f"one after --checkpoint-every steps); to start a new run, "
                               f"choose another --run-dir")
     if not resume and loop_state is not None:
         raise CheckpointError(f"{run_dir} already holds a run; add --resume to continue it, "
                               f"or choose another --run-dir")
-    if not resume and _has_rows(os.path.join(run_dir, "progress.csv")):
+    if not resume and earlier_logs:
         raise CheckpointError(f"{run_dir} holds the progress.csv of an earlier run, which a "
-                              f"new run would overwrite; choose another --run-dir")
+                              f"new run would overwrite; {no_checkpoint}")
     if resume and loop_state.get("env_id") != env_id:
         raise CheckpointError(f"--resume: {run_dir} holds a run of {loop_state.get('env_id')}, "
                               f"not {env_id}; choose another --run-dir")
@@ -596,7 +610,7 @@ def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None
 def _has_rows(path: str) -> bool:
     """Whether a CSV file exists and holds more than its header."""
     try:
-        with open(path) as file:
+        with open(path, "rb") as file:  # bytes: a damaged file must not raise here
             return sum(1 for _ in zip(range(2), file)) > 1
     except OSError:
         return False

@@ -16,6 +16,8 @@ import sys
 import gymnasium as gym
 import imageio.v2 as imageio
 
+from common.files import first_line
+
 FRAMES_PER_SECOND = 60  # the Atari 2600 runs at 60 frames per second
 # What a failing ffmpeg writer raises: OSError for a full disk or a broken pipe,
 # RuntimeError or ValueError from imageio when ffmpeg itself gave up.
@@ -32,7 +34,10 @@ class GameRecorder(gym.Wrapper):
     This wrapper must wrap the raw emulator (frame skip 1). A "game" is
     everything between two real resets of the emulator, so a lost life does not
     end a recording. A full disk or any other error while writing a video prints
-    one warning, drops that recording and lets training go on.
+    one warning, drops that recording and lets training go on; so does a recording
+that ffmpeg could not finish (a file without its index, which no player opens),
+which is removed. ffmpeg itself is kept quiet: its own lines never reach the
+console.
 
     Args:
         env: the raw Atari environment, for example ``gym.make("BreakoutNoFrameskip-v4")``.
@@ -54,7 +59,6 @@ class GameRecorder(gym.Wrapper):
         self.every = every
         self.name_prefix = name_prefix
         self.game_number = first_game - 1  # incremented by every real reset
-        self.saved_paths: list[str] = []
         self._writer = None
         self._partial_path = ""
         self._score = 0.0
@@ -101,7 +105,7 @@ class GameRecorder(gym.Wrapper):
             # macro_block_size=1 keeps the native 160x210 size (both even, as H.264 needs).
             self._writer = imageio.get_writer(
                 self._partial_path, format="FFMPEG", mode="I", fps=FRAMES_PER_SECOND,
-                codec="libx264", macro_block_size=1, ffmpeg_log_level="error")
+                codec="libx264", macro_block_size=1, ffmpeg_log_level="quiet")
         except WRITE_ERRORS as error:
             self._warn(error)
 
@@ -119,8 +123,9 @@ class GameRecorder(gym.Wrapper):
         try:
             self._writer.close()
             self._writer = None
+            if not is_whole_mp4(self._partial_path):  # ffmpeg failed quietly (a full disk)
+                raise OSError("ffmpeg could not finish the file")
             os.replace(self._partial_path, final_path)
-            self.saved_paths.append(final_path)
         except WRITE_ERRORS as error:
             self._warn(error)
 
@@ -153,8 +158,40 @@ class GameRecorder(gym.Wrapper):
                     pass  # not ours to fight over; at worst a file is overwritten later
 
     def _warn(self, error: Exception) -> None:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # not ffmpeg's dump
+        reason = first_line(error)  # not ffmpeg's dump
         print(f"warning: could not write video of game {self.game_number} to "
               f"{self.video_dir} ({reason}); training goes on without it.",
               file=sys.stderr, flush=True)
         self._abandon()
+
+
+def is_whole_mp4(path: str) -> bool:
+    """Whether an MP4 file is whole: its top-level boxes fill it and one is the index.
+
+    Why: ffmpeg that runs out of disk space exits without raising anything in
+    Python, leaving a file with frames but no ``moov`` box (the index every player
+    needs). An MP4 file is a chain of boxes, each starting with its size (4 bytes,
+    big-endian; 1 means an 8-byte size follows) and its type (4 letters).
+    """
+    try:
+        size = os.path.getsize(path)
+        boxes = set()
+        with open(path, "rb") as file:
+            position = 0
+            while position < size:
+                file.seek(position)
+                header = file.read(16)
+                if len(header) < 8:
+                    return False
+                length = int.from_bytes(header[:4], "big")
+                if length == 1 and len(header) == 16:
+                    length = int.from_bytes(header[8:16], "big")
+                elif length == 0:
+                    length = size - position  # the last box runs to the end of the file
+                if length < 8:
+                    return False
+                boxes.add(header[4:8])
+                position += length
+        return position == size and b"moov" in boxes
+    except OSError:
+        return False

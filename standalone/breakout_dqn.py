@@ -5,10 +5,10 @@ Accelerator: GPU recommended; a CPU run works, slowly.
 """
 
 # GENERATED FILE: do not edit it by hand. `python tools/build_notebooks.py` wrote it
-# from breakout_dqn.py, common/config.py, common/video.py, common/atari.py,
-# common/fault_points.py, common/checkpoint.py, common/plot.py, common/cli.py,
-# common/dqn.py, common/networks.py, common/replay.py, common/logger.py and
-# common/run.py; edit those and run that command again.
+# from breakout_dqn.py, common/files.py, common/config.py, common/video.py,
+# common/atari.py, common/fault_points.py, common/checkpoint.py, common/plot.py,
+# common/logger.py, common/cli.py, common/dqn.py, common/networks.py, common/replay.py
+# and common/run.py; edit those and run that command again.
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ import datetime
 import errno
 import glob
 import inspect
+import io
 import itertools
 import json
 import math
@@ -95,6 +96,178 @@ file has them written in, each module once and after the modules it uses, so
 that it runs on its own: copied alone into an empty folder, or pasted into a
 single notebook cell. They are generated from `common/`: change them there.
 """
+
+"""
+### common/files.py
+
+A run folder's files: how they are written and read back, and two small helpers.
+
+A long run writes many files (checkpoints, logs, pictures, recordings) and reads
+some back. A crash or a power cut in the middle of a write must leave either the
+old file or the whole new one, never half of each: ``write_atomically`` is the one
+place that does so. A file read back may have been damaged meanwhile: ``read_table``
+says what is wrong with a CSV log, and ``set_aside`` keeps a damaged file intact
+under another name, so that nothing a run saved is ever cut down.
+"""
+
+PROGRESS_FIELDS = ("step", "game", "score", "running_reward", "epsilon", "loss", "mean_q",
+                   "steps_per_second", "elapsed_seconds")
+"""The header of ``progress.csv``: one row per finished game."""
+HELDOUT_FIELDS = ("step", "heldout_q")
+"""The header of ``heldout_q.csv``: one row per held-out Q measurement."""
+
+
+def write_atomically(path: str, content: str | bytes | Callable[[str], None],
+                     durable: bool = True) -> None:
+    """Writes a file whole or not at all: to a temporary name beside it, then renamed.
+
+    Why: ``os.replace`` swaps the name in one step, so a reader (or a resume after a
+    crash) sees the old file or the new one. With ``durable`` the new file is also
+    flushed to the disk (``fsync``) before it takes the name, and the folder after,
+    so that a power cut cannot leave the name pointing at data never written.
+
+    Args:
+        path: the file to write.
+        content: the text (UTF-8) or bytes to write, or a function that writes the
+            file itself, given the temporary path (``model.save``, ``figure.savefig``).
+        durable: flush the file and its folder to the disk (slower, for files a
+            run reads back); without it the file is only renamed into place.
+
+    Raises:
+        OSError: if the file cannot be written; the temporary file is removed and
+            ``path`` is left as it was.
+    """
+    folder = os.path.dirname(path) or "."
+    name, extension = os.path.splitext(os.path.basename(path))
+    # The extension stays last (Keras chooses the format by it); the process id keeps
+    # two processes writing one file off each other's temporary file.
+    temporary = os.path.join(folder, f".partial-{os.getpid()}-{name}{extension}")
+    try:
+        if callable(content):
+            content(temporary)
+        else:
+            with open(temporary, "wb") as file:
+                file.write(content.encode() if isinstance(content, str) else content)
+        if durable:
+            fsync(temporary)
+        os.replace(temporary, path)
+        if durable:
+            fsync(folder)
+    except BaseException:
+        try:
+            os.remove(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def fsync(path: str) -> None:
+    """Flushes a file, or a folder's list of names, to the disk."""
+    folder = os.path.isdir(path)
+    if os.name == "nt" and folder:
+        return  # Windows cannot open a folder; its renames are durable without this
+    # Windows flushes only a file opened for writing.
+    descriptor = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        if not (folder and error.errno == errno.EINVAL):  # network shares refuse folders
+            raise
+    finally:
+        os.close(descriptor)
+
+
+def first_line(error: BaseException) -> str:
+    """An error in a few words, for a one-line message: its ``strerror`` (``No space
+    left on device``), else the first line of its message, else its type's name."""
+    text = (getattr(error, "strerror", None) or str(error)).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def flag_name(setting: str) -> str:
+    """The command-line flag of a configuration field: ``total_steps`` is ``--total-steps``."""
+    return "--" + setting.replace("_", "-")
+
+
+def read_table(path: str, fields: Sequence[str]) -> tuple[list[list[str]], str | None]:
+    """Reads a CSV log of a run, checking that it is what this project writes.
+
+    Why: a run reads its logs back when it resumes and rewrites them; a file that was
+    damaged (bytes that are not text, another delimiter, a header from another version,
+    a garbled line) must not be misread or cut down. This says what is wrong, so that
+    the caller can set the file aside intact (``set_aside``) before writing anything.
+
+    Args:
+        path: the CSV file.
+        fields: the header it must have; every row must have as many numbers.
+
+    Returns:
+        The rows that are whole (as strings, without the header), and ``None`` if the
+        file is sound, else what is wrong with it in a few words. A last line without
+        its newline (cut short by a kill while it was written, or still being
+        written) is left out and is not a fault.
+    """
+    with open(path, "rb") as file:
+        lines = file.read().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline that ends the last whole line
+    elif lines:
+        lines.pop()  # a last line cut short
+    problems, rows = [], []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            problems.append(f"line {number} holds bytes that are not text")
+            continue
+        cells = next(csv.reader([line]), [])
+        if number == 1:
+            if cells != list(fields):
+                problems.append(f"its first line is not the header {','.join(fields)}")
+                if _is_row(cells, fields):
+                    rows.append(cells)  # a row where the header should be: keep it
+            continue
+        if _is_row(cells, fields):
+            rows.append(cells)
+        else:
+            problems.append(f"line {number} is not a row of {len(fields)} numbers")
+    if not lines:
+        problems.append("it is empty")
+    problem = None
+    if problems:
+        more = f" (and {len(problems) - 1} more lines)" if len(problems) > 1 else ""
+        problem = problems[0] + more
+    return rows, problem
+
+
+def _is_row(cells: list[str], fields: Sequence[str]) -> bool:
+    if len(cells) != len(fields) or not cells[0].isdigit():
+        return False
+    try:
+        for cell in cells:
+            float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def set_aside(path: str) -> str:
+    """Renames a damaged file so that nothing overwrites it; returns its new path.
+
+    ``progress.csv`` becomes ``progress.damaged-20261206T081500.csv`` (a number is
+    added if that name is taken). The file itself is not changed.
+    """
+    folder = os.path.dirname(path) or "."
+    name, extension = os.path.splitext(os.path.basename(path))
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for attempt in itertools.count():
+        suffix = f"-{attempt}" if attempt else ""
+        aside = os.path.join(folder, f"{name}.damaged-{stamp}{suffix}{extension}")
+        if not os.path.lexists(aside):
+            os.replace(path, aside)
+            return aside
+    raise AssertionError("unreachable")
+
 
 """
 ### common/config.py
@@ -193,7 +366,7 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
     parser = _OneLineParser(description=description)
     hints = {field.name: field.type for field in dataclasses.fields(config_class)}
     for field in dataclasses.fields(config_class):
-        flag = "--" + field.name.replace("_", "-")
+        flag = flag_name(field.name)
         kind = _field_type(hints[field.name])
         default = (field.default_factory() if field.default is dataclasses.MISSING
                    else field.default)  # a list field's default comes from its factory
@@ -247,7 +420,12 @@ def _field_type(annotation: Any) -> type:
     return annotation
 
 
-def check_config(config: Any) -> None:
+MAX_STEPS = 10**12
+"""The most agent steps a run may take: more than any run needs (a million steps take
+hours), and few enough for every count, file name and duration a run writes."""
+
+
+def check_config(config: Any, across_fields: bool = True) -> None:
     """Checks the values a DQN run depends on, before any work starts.
 
     It looks only at the fields the configuration has, so a script with fewer
@@ -255,6 +433,9 @@ def check_config(config: Any) -> None:
 
     Args:
         config: a configuration dataclass instance.
+        across_fields: also check the settings against each other. On ``--resume``
+            the run's saved settings fill in the ones not given, so these checks
+            wait for them (``common.run.Run`` checks the resumed settings whole).
 
     Raises:
         ConfigError: with a one-line message that says what to change.
@@ -262,8 +443,7 @@ def check_config(config: Any) -> None:
     def has(name):
         return hasattr(config, name)
 
-    def flag(name):
-        return "--" + name.replace("_", "-")
+    flag = flag_name
 
     positive = ("total_steps", "buffer_size", "batch_size", "train_every",
                 "target_update_every", "checkpoint_every", "episodes", "log_every_games",
@@ -284,9 +464,38 @@ def check_config(config: Any) -> None:
         value = getattr(config, field.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{flag(field.name)} must be a finite number, got {value}")
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_STEPS:
+            raise ConfigError(f"{flag(field.name)} must be at most {MAX_STEPS:,}, got {value:,}")
     for name in ("learning_rate", "max_gradient_norm"):
         if has(name) and not getattr(config, name) > 0:
             raise ConfigError(f"{flag(name)} must be a positive number, got {getattr(config, name)}")
+    if not across_fields:
+        return
+    _check_across_fields(config)
+
+
+def _check_across_fields(config: Any) -> None:
+    """The checks of ``check_config`` that compare one setting with another."""
+    def has(name):
+        return hasattr(config, name)
+
+    training = not getattr(config, "evaluate", "") and not getattr(config, "plot", [])
+    if getattr(config, "evaluate", "") and getattr(config, "plot", []):
+        raise ConfigError("--evaluate plays an agent and --plot draws runs: give one of them")
+    if (has("total_steps") and has("learning_starts") and training
+            and config.total_steps <= config.learning_starts):
+        raise ConfigError(f"--total-steps ({config.total_steps:,}) must be more than "
+                          f"--learning-starts ({config.learning_starts:,}), or the run never "
+                          f"learns; raise --total-steps or lower --learning-starts")
+    if has("eps_start") and has("eps_end") and config.eps_end > config.eps_start:
+        raise ConfigError(f"--eps-end ({config.eps_end:g}) must not be above --eps-start "
+                          f"({config.eps_start:g}): exploration falls as the agent learns")
+    if (getattr(config, "deterministic", False) and getattr(config, "overlap_updates", False)
+            and "overlap_updates" in given_fields(config)):
+        raise ConfigError("--deterministic runs every update in turn; leave --overlap-updates "
+                          "out")
     if has("n_step") and has("buffer_size") and config.n_step >= config.buffer_size:
         raise ConfigError(f"--n-step must be smaller than --buffer-size ({config.buffer_size:,}), "
                           f"got {config.n_step}; n-step returns use 3 or so")
@@ -364,7 +573,10 @@ class GameRecorder(gym.Wrapper):
     This wrapper must wrap the raw emulator (frame skip 1). A "game" is
     everything between two real resets of the emulator, so a lost life does not
     end a recording. A full disk or any other error while writing a video prints
-    one warning, drops that recording and lets training go on.
+    one warning, drops that recording and lets training go on; so does a recording
+that ffmpeg could not finish (a file without its index, which no player opens),
+which is removed. ffmpeg itself is kept quiet: its own lines never reach the
+console.
 
     Args:
         env: the raw Atari environment, for example ``gym.make("BreakoutNoFrameskip-v4")``.
@@ -386,7 +598,6 @@ class GameRecorder(gym.Wrapper):
         self.every = every
         self.name_prefix = name_prefix
         self.game_number = first_game - 1  # incremented by every real reset
-        self.saved_paths: list[str] = []
         self._writer = None
         self._partial_path = ""
         self._score = 0.0
@@ -433,7 +644,7 @@ class GameRecorder(gym.Wrapper):
             # macro_block_size=1 keeps the native 160x210 size (both even, as H.264 needs).
             self._writer = imageio.get_writer(
                 self._partial_path, format="FFMPEG", mode="I", fps=FRAMES_PER_SECOND,
-                codec="libx264", macro_block_size=1, ffmpeg_log_level="error")
+                codec="libx264", macro_block_size=1, ffmpeg_log_level="quiet")
         except WRITE_ERRORS as error:
             self._warn(error)
 
@@ -451,8 +662,9 @@ class GameRecorder(gym.Wrapper):
         try:
             self._writer.close()
             self._writer = None
+            if not is_whole_mp4(self._partial_path):  # ffmpeg failed quietly (a full disk)
+                raise OSError("ffmpeg could not finish the file")
             os.replace(self._partial_path, final_path)
-            self.saved_paths.append(final_path)
         except WRITE_ERRORS as error:
             self._warn(error)
 
@@ -485,11 +697,43 @@ class GameRecorder(gym.Wrapper):
                     pass  # not ours to fight over; at worst a file is overwritten later
 
     def _warn(self, error: Exception) -> None:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # not ffmpeg's dump
+        reason = first_line(error)  # not ffmpeg's dump
         print(f"warning: could not write video of game {self.game_number} to "
               f"{self.video_dir} ({reason}); training goes on without it.",
               file=sys.stderr, flush=True)
         self._abandon()
+
+
+def is_whole_mp4(path: str) -> bool:
+    """Whether an MP4 file is whole: its top-level boxes fill it and one is the index.
+
+    Why: ffmpeg that runs out of disk space exits without raising anything in
+    Python, leaving a file with frames but no ``moov`` box (the index every player
+    needs). An MP4 file is a chain of boxes, each starting with its size (4 bytes,
+    big-endian; 1 means an 8-byte size follows) and its type (4 letters).
+    """
+    try:
+        size = os.path.getsize(path)
+        boxes = set()
+        with open(path, "rb") as file:
+            position = 0
+            while position < size:
+                file.seek(position)
+                header = file.read(16)
+                if len(header) < 8:
+                    return False
+                length = int.from_bytes(header[:4], "big")
+                if length == 1 and len(header) == 16:
+                    length = int.from_bytes(header[8:16], "big")
+                elif length == 0:
+                    length = size - position  # the last box runs to the end of the file
+                if length < 8:
+                    return False
+                boxes.add(header[4:8])
+                position += length
+        return position == size and b"moov" in boxes
+    except OSError:
+        return False
 
 
 """
@@ -921,12 +1165,13 @@ class Checkpointer:
             self._loop_state.assign(json.dumps(loop_state))
             self._checkpoint.write(prefix)
             for path in glob.glob(glob.escape(prefix) + ".*"):
-                _fsync(path)
+                fsync(path)
             pause_point("checkpoint-written")  # a test may kill the process here
             kept = sorted({*self._kept_steps(), step})[-self.max_to_keep:]
             _write_index(self.directory, step, kept)
             self._saved_step = step
         except (OSError, tf.errors.OpError) as error:
+            self._remove_partial(step)  # what the failed save left: ckpt-N_temp/, its replay
             # With no complete checkpoint there is nothing to resume, and the folder's
             # progress.csv keeps a new run out of it: the advice must say so.
             advice = (f"the last complete one is {self.latest}; free some disk space, then "
@@ -935,7 +1180,7 @@ class Checkpointer:
                       "then start it again with another --run-dir")
             raise CheckpointError(
                 f"could not write the checkpoint of step {step:,} to {self.directory} "
-                f"({_first_line(error)}); {advice}") from None
+                f"({first_line(error)}); {advice}") from None
         self._remove_unkept(kept)
         return prefix
 
@@ -966,7 +1211,7 @@ class Checkpointer:
                 self._saved_step = _step_of(prefix)
                 break
             except _READ_ERRORS as error:
-                failures.append(f"{os.path.basename(prefix)} ({_first_line(error)})")
+                failures.append(f"{os.path.basename(prefix)} ({first_line(error)})")
         else:
             raise CheckpointError(f"no checkpoint in {self.directory} can be read: "
                                   f"{'; '.join(failures)}; they may be damaged or of another "
@@ -978,22 +1223,17 @@ class Checkpointer:
         return loop_state, self._open_replay(_step_of(prefix), loop_state)
 
     def _save_replay(self, step: int, replay_state: dict[str, np.ndarray]) -> None:
-        path = self._replay_path(step)
-        temporary = path + ".tmp.npz"  # np.savez keeps a name ending in .npz
         needed = sum(np.asarray(array).nbytes for array in replay_state.values())
         free = shutil.disk_usage(self.directory).free
         if needed > free:
             raise OSError(28, f"the replay memory needs {needed / 1e9:.1f} GB but only "
                               f"{free / 1e9:.1f} GB of disk is free")
-        try:
+
+        def write(temporary: str) -> None:
             np.savez(temporary, **replay_state)
             pause_point("replay-written")  # a test may kill the process here
-            _fsync(temporary)
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
+
+        write_atomically(self._replay_path(step), write)
 
     def _open_replay(self, step: int, loop_state: dict[str, Any]):
         path = self._replay_path(step)
@@ -1010,7 +1250,7 @@ class Checkpointer:
             return archive
         except _REPLAY_READ_ERRORS as error:
             print(f"warning: the saved replay memory {path} cannot be read "
-                  f"({_first_line(error)}); it refills.", file=sys.stderr, flush=True)
+                  f"({first_line(error)}); it refills.", file=sys.stderr, flush=True)
             return None
 
     def _replay_path(self, step: int) -> str:
@@ -1023,12 +1263,22 @@ class Checkpointer:
         """Removes checkpoints and replays of steps not kept, and leftovers of failed saves."""
         for path in glob.glob(os.path.join(glob.escape(self.directory), "*")):
             match = re.fullmatch(r"(?:ckpt|replay)-(\d+)(\..*)?", os.path.basename(path))
-            partial = path.endswith(".tmp.npz") or "_temp" in os.path.basename(path)
-            if (match and int(match.group(1)) not in kept) or partial:
-                try:
-                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-                except OSError:
-                    pass  # a leftover that cannot go is harmless
+            if match and int(match.group(1)) not in kept:
+                _remove(path)
+        self._remove_partial()
+
+    def _remove_partial(self, failed_step: int | None = None) -> None:
+        """Removes what a save that did not finish left: TensorFlow's ``ckpt-N_temp``
+        folder, a temporary file and, after a failed save of ``failed_step``, the
+        files of that step that no index names (its replay memory: gigabytes)."""
+        kept = self._kept_steps() if failed_step is not None else []
+        for path in glob.glob(os.path.join(glob.escape(self.directory), "*")):
+            name = os.path.basename(path)
+            match = re.fullmatch(r"(?:ckpt|replay)-(\d+)(\..*)?", name)
+            failed = (match is not None and int(match.group(1)) == failed_step
+                      and failed_step not in kept)
+            if failed or name.startswith(".partial-") or re.fullmatch(r"ckpt-\d+_temp.*", name):
+                _remove(path)
 
 
 def checkpoint_candidates(directory: str) -> list[str]:
@@ -1117,35 +1367,14 @@ def _write_index(directory: str, latest_step: int, kept_steps: list[int]) -> Non
     """Replaces the index file atomically, in TensorFlow's own format."""
     lines = [f'model_checkpoint_path: "ckpt-{latest_step}"']
     lines += [f'all_model_checkpoint_paths: "ckpt-{step}"' for step in sorted(kept_steps)]
-    path = os.path.join(directory, _INDEX_FILE)
-    temporary = path + ".tmp"
-    try:
-        with open(temporary, "w", encoding="utf-8") as file:
-            file.write("\n".join(lines) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-        _fsync(directory)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    write_atomically(os.path.join(directory, _INDEX_FILE), "\n".join(lines) + "\n")
 
 
-def _fsync(path: str) -> None:
-    """Flushes a file, or a folder's list of names, to the disk."""
-    folder = os.path.isdir(path)
-    if os.name == "nt" and folder:
-        return  # Windows cannot open a folder; its renames are durable without this
-    # Windows flushes only a file opened for writing.
-    descriptor = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
+def _remove(path: str) -> None:
     try:
-        os.fsync(descriptor)
-    except OSError as error:
-        if not (folder and error.errno == errno.EINVAL):  # network shares refuse folders
-            raise
-    finally:
-        os.close(descriptor)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    except OSError:
+        pass  # a leftover that cannot go is harmless
 
 
 def load_q_network(path: str) -> keras.Model:
@@ -1170,7 +1399,7 @@ def load_q_network(path: str) -> keras.Model:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many kinds (zip, JSON, h5, value) for a bad file
         raise CheckpointError(f"cannot load model {path} ({type(error).__name__}: "
-                              f"{_first_line(error)}); is it a .keras file saved by this "
+                              f"{first_line(error)}); is it a .keras file saved by this "
                               f"project?") from None
 
 
@@ -1200,27 +1429,41 @@ def load_agent(path: str, env_id: str, observation_shape: tuple[int, ...], num_a
         CheckpointError: if nothing loadable is found or it does not fit the game.
     """
     checkpoint_dir = os.path.join(path, "checkpoints")
+    loop_state = None
+    if os.path.isdir(path):  # whichever file plays, the run's checkpoints say its game
+        try:
+            loop_state = read_loop_state(checkpoint_dir)
+        except CheckpointError:
+            pass  # damaged checkpoints: model.keras may still play, or say why not
+        if loop_state is not None and loop_state.get("env_id") != env_id:
+            raise CheckpointError(f"{path} holds a run of {loop_state.get('env_id')}, "
+                                  f"not {env_id}; pass --env-id {loop_state.get('env_id')}")
     if os.path.isdir(path) and _checkpoint_is_newer_than_model(path):
-        loop_state = read_loop_state(checkpoint_dir)
+        if loop_state is None:
+            loop_state = read_loop_state(checkpoint_dir)  # says why none can be read
         if loop_state is None:
             raise CheckpointError(f"{path} holds neither model.keras nor checkpoints; pass a "
                                   f".keras file or a run folder")
-        if loop_state.get("env_id") != env_id:
-            raise CheckpointError(f"{path} holds a run of {loop_state.get('env_id')}, "
-                                  f"not {env_id}; pass --env-id {loop_state.get('env_id')}")
         q_network = build_q_network(observation_shape, num_actions, dueling=dueling)
         latest = latest_checkpoint(checkpoint_dir)
         try:  # only the online network is needed; the rest of the checkpoint is skipped
             tf.train.Checkpoint(q_network=q_network).restore(latest).expect_partial()
         except _READ_ERRORS as error:
             raise CheckpointError(f"checkpoint {latest} cannot be read "
-                                  f"({_first_line(error)})") from None
+                                  f"({first_line(error)})") from None
         print(f"Playing with the network of checkpoint {latest} "
               f"(step {loop_state.get('step', 0):,}).", flush=True)
         return q_network
     if os.path.isdir(path):
         path = os.path.join(path, "model.keras")
     q_network = load_q_network(path)
+    game = recorded_game(path)
+    if game is not None and game != env_id:
+        raise CheckpointError(f"{path} was trained on {game}, not {env_id}; pass --env-id "
+                              f"{game}")
+    if game is None and loop_state is None:
+        print(f"warning: {path} does not record the game it was trained on; playing it on "
+              f"{env_id}", file=sys.stderr, flush=True)
     if q_network.output_shape[-1] != num_actions:
         raise CheckpointError(f"{path} has {q_network.output_shape[-1]} outputs but {env_id} "
                               f"has {num_actions} actions; is it a model of another game?")
@@ -1241,36 +1484,45 @@ def _checkpoint_is_newer_than_model(run_dir: str) -> bool:
         os.path.getmtime(model_path)
 
 
-def save_model_atomically(model: keras.Model, path: str) -> None:
+MODEL_RECORD = "dqn_atari.json"
+"""The file a saved ``.keras`` archive carries beside Keras' own: the game it learnt."""
+
+
+def save_model_atomically(model: keras.Model, path: str, env_id: str | None = None) -> None:
     """Saves ``model`` to ``path`` through a temporary file, flushed to the disk first.
 
-    So a crash or a power cut leaves either the old file or the whole new one.
+    So a crash or a power cut leaves either the old file or the whole new one. With
+    ``env_id`` the archive also records the game (``MODEL_RECORD``), so that
+    ``--evaluate`` can refuse to play it on another game; Keras ignores the extra file.
 
     Raises:
         CheckpointError: if the file cannot be written (a full disk, say).
     """
-    folder = os.path.dirname(path) or "."
-    temporary = os.path.join(folder, ".partial-" + os.path.basename(path))
-    try:
+    def write(temporary: str) -> None:
         model.save(temporary)
-        _fsync(temporary)
-        os.replace(temporary, path)
-        _fsync(folder)
+        if env_id is not None:
+            with zipfile.ZipFile(temporary, "a") as archive:
+                archive.writestr(MODEL_RECORD, json.dumps({"env_id": env_id}))
+
+    try:
+        write_atomically(path, write)
     except OSError as error:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise CheckpointError(f"could not save the model to {path} ({_first_line(error)}); "
+        raise CheckpointError(f"could not save the model to {path} ({first_line(error)}); "
                               f"the checkpoints beside it still hold the network") from None
+
+
+def recorded_game(path: str) -> str | None:
+    """The game a ``.keras`` file was trained on, if it records it (``MODEL_RECORD``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return str(json.loads(archive.read(MODEL_RECORD))["env_id"])
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+        return None
 
 
 def _step_of(checkpoint_path: str) -> int:
     """The step a checkpoint was saved at, from its path prefix (``.../ckpt-<step>``)."""
     return int(checkpoint_path.rsplit("-", 1)[1])
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 """
@@ -1359,8 +1611,8 @@ def read_run(run_dir: str | os.PathLike, label: str | None = None) -> RunCurves:
     """Reads a run folder's ``progress.csv`` and, if there is one, ``heldout_q.csv``.
 
     Why: the files are read while the run may still be writing them, or after it was
-    killed mid-write, so a last line cut short (or any other malformed row) is skipped
-    silently instead of failing the picture.
+    killed mid-write, so a last line cut short is skipped silently; the readable rows
+    of a damaged file are drawn, with one warning.
 
     Args:
         run_dir: the run folder.
@@ -1381,10 +1633,10 @@ def read_run(run_dir: str | os.PathLike, label: str | None = None) -> RunCurves:
     progress_path = os.path.join(run_dir, "progress.csv")
     if not os.path.isfile(progress_path):
         raise RunFolderError(f"{run_dir} holds no progress.csv; is it a run folder?")
-    progress = _plot_read_columns(progress_path, _PLOT_PROGRESS_COLUMNS)
+    progress = _plot_read_columns(progress_path, PROGRESS_FIELDS, _PLOT_PROGRESS_COLUMNS)
     heldout_path = os.path.join(run_dir, "heldout_q.csv")
     if os.path.isfile(heldout_path):
-        heldout = _plot_read_columns(heldout_path, _PLOT_HELDOUT_COLUMNS)
+        heldout = _plot_read_columns(heldout_path, HELDOUT_FIELDS, _PLOT_HELDOUT_COLUMNS)
     else:  # runs from before the held-out measurement
         heldout = {name: np.empty(0) for name in _PLOT_HELDOUT_COLUMNS}
     return RunCurves(label=label, step=progress["step"], score=progress["score"],
@@ -1524,59 +1776,31 @@ def write_progress_png(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]
     figure.subplots_adjust(left=0.06, right=0.985, bottom=0.07, top=0.92 if title else 0.95,
                            wspace=0.18, hspace=0.22)
     path = os.fspath(path)
-    # The process id keeps two writers of the same picture off each other's file.
-    temporary = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(temporary, "wb") as file:
-            figure.savefig(file, format="png")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.lexists(temporary):
-            os.remove(temporary)
-        raise
+    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png"),
+                     durable=False)  # a picture is redrawn from the CSV files at will
     return path
 
 
-def _plot_read_columns(path: str, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Reads the columns ``names`` of a CSV file, skipping rows that do not parse.
+def _plot_read_columns(path: str, fields: Sequence[str],
+                       names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Reads the columns ``names`` of a run's CSV file whose header is ``fields``.
 
-    NumPy's parser reads a long run's file about ten times as fast as the ``csv``
-    module (0.06 s for 30,000 games); it refuses a file with any malformed row, which
-    is then read row by row.
+    The readable rows of a damaged file are drawn, with one warning per file
+    (``common.files.read_table`` says what is wrong); a file with none is refused.
     """
-    with open(path, newline="") as file:
-        lines = file.read().splitlines(keepends=True)
-    header = next(csv.reader(lines[:1]), None)
-    if header is None:  # created, but killed before the header was written
-        return {name: np.empty(0) for name in names}
-    missing = [name for name in names if name not in header]
-    if missing:
-        raise RunFolderError(f"{path} has no column {', '.join(missing)}; "
-                             f"is it a progress file of this project?")
-    indices = [header.index(name) for name in names]
-    body = lines[1:]
-    if body and not body[-1].endswith("\n"):
-        body = body[:-1]  # a line cut short by a kill, or by a run still writing it
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # an empty body is no news
-            table = np.loadtxt(body, delimiter=",", usecols=indices, ndmin=2,
-                               dtype=np.float64)
-        if table.shape[1] != len(names) or len(body) and any(
-                line.count(",") != len(header) - 1 for line in body):
-            raise ValueError("rows of another width")
-    except ValueError:
-        values = []
-        for row in csv.reader(body):
-            if len(row) != len(header):
-                continue
-            try:
-                values.append([float(row[index]) for index in indices])
-            except ValueError:
-                continue
-        table = np.array(values, dtype=np.float64)
-    table = table.reshape(-1, len(names))
-    return {name: table[:, column] for column, name in enumerate(names)}
+    rows, problem = read_table(path, fields)
+    if problem and not rows and problem != "it is empty":
+        raise RunFolderError(f"{path} is damaged ({problem}) and holds no readable row; "
+                             f"is it a file of this project?")
+    if problem and problem != "it is empty" and path not in _WARNED:
+        _WARNED.add(path)
+        print(f"warning: {path} is damaged ({problem}); drawing its {len(rows):,} readable "
+              f"rows", file=sys.stderr, flush=True)
+    table = np.array(rows, dtype=np.float64).reshape(-1, len(fields))
+    return {name: table[:, list(fields).index(name)] for name in names}
+
+
+_WARNED: set[str] = set()  # the damaged files already warned about
 
 
 def _plot_draw_panel(axes, panel: str, run: RunCurves, colour) -> bool:
@@ -1634,6 +1858,731 @@ def _plot_format_steps(value: float, _position=None) -> str:
     if magnitude >= 1e3:
         return f"{value / 1e3:.3g}k"
     return f"{value:.0f}"
+
+
+"""
+### common/logger.py
+
+What a run reports, and how: a start banner, a progress line, two CSV files,
+TensorBoard scalars, the held-out Q and a picture of the learning curves.
+
+1. ``start_banner``: a few lines when training starts: the game and its actions,
+   the device, the budget, the replay memory, the folders, new run or resume.
+2. ``RunLogger``: one row of ``<run-dir>/progress.csv`` and one point of each
+   TensorBoard scalar per finished game (all lives); a progress line every few
+   games and at least once a minute (``progress_line``); the rows of
+   ``heldout_q.csv``; and ``progress.png``, redrawn every few minutes by a
+   background thread (``ProgressPicture``) and once more when the run closes.
+3. ``HeldOutQ``: the paper's smooth learning curve, the mean of max_a Q(s, a)
+   over a fixed set of 500 states drawn from the random play that fills the memory.
+
+The CSV files are flushed after each row, so even a killed run keeps every game it
+finished, and ``flush_to_disk`` makes them durable before a checkpoint counts as
+saved. A write that fails (a full disk) prints one warning and the run goes on: the
+log is not worth losing the training for. None of this may slow training down: the
+per-step calls cost a clock read, the rest happens once a game, once a second,
+every 10,000 steps or on another thread.
+"""
+
+RATE_WINDOW_SECONDS = 60.0
+"""Steps per second are measured over about this much of the latest wall time."""
+RATE_SAMPLE_SECONDS = 1.0
+"""Between game ends, the step count is sampled for the rate at most this often."""
+PRINT_AT_LEAST_EVERY_SECONDS = 60.0
+"""A progress line is printed at least this often, even in the middle of a long game."""
+PICTURE_EVERY_SECONDS = 300.0
+"""``progress.png`` is redrawn this often while a run trains, and once when it closes."""
+
+
+def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: int,
+                 resumed_step: int | None = None, games: int = 0,
+                 memory_restored: bool = False, device: str | None = None) -> str:
+    """The lines printed when training starts: what runs, where, for how long.
+
+    Why: a long run's log should say at its top what produced it, and a wrong
+    device or folder is cheaper to notice now than hours later.
+
+    Args:
+        config: the script's configuration; this reads ``env_id``, ``total_steps``,
+            ``solved_at``, ``buffer_size``, ``learning_starts``, ``run_dir``,
+            ``video_dir``, ``video_every`` and, if it has them, ``seed`` and
+            ``deterministic``.
+        action_names: the game's actions (``action_names(env)``), or ``None``.
+        replay_bytes: the replay memory's size in bytes.
+        resumed_step: the checkpoint's step for a resumed run, ``None`` for a new one.
+        games: the games the resumed run had finished.
+        memory_restored: whether the resumed run got its replay memory back, so that
+            learning goes on at once instead of after a refill.
+        device: the device's description; ``None`` asks TensorFlow (``describe_device``).
+
+    Returns:
+        The lines, joined by newlines, without a final one.
+    """
+    actions = (f": {len(action_names)} actions ({', '.join(action_names)})"
+               if action_names else "")
+    if resumed_step is None:
+        run = "a new run"
+    else:
+        run = f"resumed from the checkpoint of step {resumed_step:,} ({plural(games, 'game')})"
+    if memory_restored and (resumed_step or 0) >= config.learning_starts:
+        filling = "restored from the checkpoint, so learning goes on at once"
+    elif memory_restored:
+        filling = (f"restored from the checkpoint; learning starts at step "
+                   f"{config.learning_starts:,}")
+    else:
+        filling = (f"learning {'restarts' if resumed_step is not None else 'starts'} after "
+                   f"{config.learning_starts:,} steps of play that fill it")
+    videos = (f"{config.video_dir} ({_every_nth(config.video_every)} game)"
+              if config.video_every > 0 else "none (--video-every 0)")
+    seed = []
+    if hasattr(config, "seed"):
+        promise = ("deterministic: the same seed repeats this run exactly on this machine"
+                   if getattr(config, "deterministic", False) else
+                   "the same seed gives the same first network and games, after which a "
+                   "run may drift (--deterministic repeats one exactly)")
+        seed = [f"  seed           {config.seed}, {promise}"]
+    return "\n".join([
+        f"Training {config.env_id}{actions}",
+        f"  device         {device or describe_device()}",
+        f"  steps          at most {config.total_steps:,} agent steps; stops earlier once "
+        f"the mean score of 100 games reaches {config.solved_at:g}",
+        f"  replay memory  {config.buffer_size:,} transitions, {replay_bytes / 1e9:.2f} GB; "
+        f"{filling}",
+        f"  run folder     {config.run_dir}: {run}",
+        f"  videos         {videos}",
+        *seed,
+    ])
+
+
+def action_names(env: Any) -> list[str] | None:
+    """The names of a game's actions (Breakout: NOOP, FIRE, RIGHT, LEFT), if it has them."""
+    meanings = getattr(getattr(env, "unwrapped", env), "get_action_meanings", None)
+    return list(meanings()) if callable(meanings) else None
+
+
+def describe_device() -> str:
+    """The device TensorFlow computes on, in words: its first GPU, or the CPU.
+
+    TensorFlow places its work on the first GPU it finds, if any.
+    """
+    import tensorflow as tf  # already imported by any caller that trains
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"CPU: {cpu_description()}; no GPU found (TensorFlow {tf.__version__})"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    name = details.get("device_name", gpus[0].name)
+    others = f", the first of {len(gpus)} GPUs" if len(gpus) > 1 else ""
+    return f"GPU: {name}{others} (TensorFlow {tf.__version__})"
+
+
+def cpu_description() -> str:
+    """The CPU's model and the cores this process may use, e.g. ``Intel Xeon ..., 2 cores``."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    model = " ".join(line.split(":", 1)[1].split())
+                    break
+    except OSError:  # not Linux
+        pass
+    if not model:
+        import platform
+
+        model = platform.processor() or platform.machine() or "unknown CPU"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores"
+
+
+def progress_line(step: int, total_steps: int | None, games: int, score: float,
+                  running_reward: float, epsilon: float, loss: float, mean_q: float,
+                  steps_per_second: float, elapsed_seconds: float,
+                  learn_from_step: int = 0) -> str:
+    """One line of progress: where the run is, how it learns, how fast, how long.
+
+    Args:
+        step: agent steps so far.
+        total_steps: the run's ``--total-steps``, or ``None`` to leave out the
+            percentage and the time left.
+        games: games finished so far.
+        score: the raw score of the last finished game (NaN before any).
+        running_reward: mean raw score of the last 100 games (NaN before any).
+        epsilon: the exploration rate now.
+        loss: mean Huber loss of the last game's updates (NaN before learning starts).
+        mean_q: mean predicted Q(s, a) of those updates.
+        steps_per_second: steps per second over about the last minute (NaN if unknown).
+        elapsed_seconds: wall time since this process started training.
+        learn_from_step: the step at which learning starts; before it the memory fills.
+
+    Returns:
+        The line, without a newline, e.g. ``step 41,200 of 10,000,000 (0.4%) | ...
+        | 41.2 steps/s | 1:02:03 elapsed | at most 2 days, 19:08:38 left``.
+    """
+    where = f"step {step:>10,}"
+    if total_steps:
+        where += f" of {total_steps:,} ({100 * step / total_steps:.1f}%)"
+    parts = [where, f"games {games:>6,}", f"score {_show(score, 'g', 6)}",
+             f"running reward {_show(running_reward, '.2f', 7)}", f"epsilon {epsilon:.3f}",
+             f"loss {_show(loss, '.4f', 6)}", f"mean Q {_show(mean_q, '.3f', 7)}",
+             f"{_show(steps_per_second, '.1f', 6)} steps/s",
+             f"{format_duration(elapsed_seconds)} elapsed"]
+    if total_steps:
+        parts.append(time_left(step, total_steps, steps_per_second, learn_from_step))
+    return " | ".join(parts)
+
+
+def time_left(step: int, total_steps: int, steps_per_second: float,
+              learn_from_step: int = 0) -> str:
+    """The time left to ``total_steps`` at the current rate, as the progress line says it.
+
+    Why it waits for learning: while the memory fills, play is random and nothing is
+    learned, so steps go about ten times faster (on a 2-core CPU, 2,100 against
+    150-210 steps a second); an estimate from that rate would promise a tenth of the
+    real time. Before ``learn_from_step`` it says when learning starts instead, and
+    the logger measures the rate afresh from then, so the estimate rests on learning
+    steps only. It is labelled "at most": the run stops earlier when it is solved.
+
+    Args:
+        step: agent steps so far.
+        total_steps: the run's ``--total-steps``.
+        steps_per_second: the current rate; NaN while unknown.
+        learn_from_step: the step at which learning starts.
+
+    Returns:
+        ``at most 5:10:00 left``, ``filling the memory, learning in 0:00:23``, or
+        ``time left: measuring`` while the rate is unknown.
+    """
+    known = math.isfinite(steps_per_second) and steps_per_second > 0
+    if step < learn_from_step:
+        if not known:
+            return "filling the memory"
+        return (f"filling the memory, learning in "
+                f"{format_duration((learn_from_step - step) / steps_per_second)}")
+    if not known:
+        return "time left: measuring"
+    return f"at most {format_duration(max(total_steps - step, 0) / steps_per_second)} left"
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as ``0:00:05``, ``1:02:03`` or ``2 days, 7:33:20``."""
+    if not math.isfinite(seconds):
+        return "-"
+    if seconds >= 100 * 365 * 86400:
+        return "over 100 years"
+    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+
+
+class StepRate:
+    """Agent steps per second over about the last minute of wall time.
+
+    Why a window: the rate of one game jumps by a factor of two from game to game,
+    and the rate since the start still carries the fast random fill hours later.
+
+    Args:
+        window_seconds: how much of the latest wall time the rate covers.
+    """
+
+    def __init__(self, window_seconds: float = RATE_WINDOW_SECONDS):
+        self.window_seconds = window_seconds
+        self._points: collections.deque[tuple[float, int]] = collections.deque()
+
+    def add(self, now: float, step: int) -> float:
+        """Records that ``step`` steps were done at time ``now``; returns the rate.
+
+        The rate runs from the newest recorded point at least a window older than
+        the next one (or the oldest point kept) to ``now``; NaN until two points
+        with different steps are recorded.
+        """
+        points = self._points
+        points.append((now, step))
+        while len(points) > 2 and now - points[1][0] >= self.window_seconds:
+            points.popleft()
+        then, step_then = points[0]
+        if step == step_then or now <= then:
+            return math.nan
+        return (step - step_then) / (now - then)
+
+    def restart(self) -> None:
+        """Forgets every point: the next rate is measured from the next point on."""
+        self._points.clear()
+
+
+class RunLogger:
+    """Writes one row per finished game to CSV and TensorBoard, and prints progress.
+
+    When a run resumes from a checkpoint taken at step ``resume_step``, the
+    rows written after that step belong to games the resumed run will play again,
+    so they are dropped from ``progress.csv`` and ``heldout_q.csv``; the files then
+    carry on without gaps or duplicates. For TensorBoard the new event file starts
+    with a ``SessionLog.START`` event at ``resume_step + 1``, on which TensorBoard
+    discards the earlier events from that step on (its "purge orphaned data"
+    rule), so its curves do not double back either. TensorBoard's default fast
+    loader (``--load_fast``) ignores that event; it drops an old point only once a
+    new point at an earlier or equal step arrives, so a few old points may remain
+    between the checkpoint and the first new game; ``tensorboard
+    --load_fast=false`` applies the rule exactly.
+
+    A progress line is printed every ``print_every_games`` games and, from
+    ``after_step``, whenever a minute has gone by without one; between games its
+    score, loss and mean Q are those of the last finished game.
+
+    Args:
+        run_dir: folder for the CSV files, the TensorBoard event files and the picture.
+        print_every_games: print a progress line every this many games.
+        resume_step: keep the existing CSV rows up to this step (``None``: start afresh).
+        on_game: called with each game's row as a dict (keys ``PROGRESS_FIELDS``),
+            after it is written; a notebook's live display uses it.
+        total_steps: the run's ``--total-steps``, for the percentage and the time left.
+        learn_from_step: the step at which learning starts (after the memory fills);
+            the rate is measured afresh from then, for an honest time left.
+        picture_every_seconds: redraw ``progress.png`` this often on a background
+            thread and once at ``close``; ``None`` draws no picture.
+        solved_at: the running reward that solves the game, drawn in the picture.
+        title: the picture's title.
+    """
+
+    def __init__(self, run_dir: str, print_every_games: int = 10,
+                 resume_step: int | None = None,
+                 on_game: Callable[[dict[str, float]], None] | None = None, *,
+                 total_steps: int | None = None, learn_from_step: int = 0,
+                 picture_every_seconds: float | None = None, solved_at: float | None = None,
+                 title: str | None = None):
+        os.makedirs(run_dir, exist_ok=True)
+        self.run_dir = run_dir
+        self.path = os.path.join(run_dir, "progress.csv")
+        self.heldout_path = os.path.join(run_dir, "heldout_q.csv")
+        self.print_every_games = print_every_games
+        self.total_steps, self.learn_from_step = total_steps, learn_from_step
+        self._warned = False
+        self._progress = _CsvFile(self.path, PROGRESS_FIELDS, resume_step,
+                                  pause_name="csv-row")  # a test may kill the process there
+        try:
+            self._heldout: _CsvFile | None = _CsvFile(self.heldout_path, HELDOUT_FIELDS,
+                                                      resume_step)
+        except OSError as error:
+            self._heldout = None
+            self._warn(error)
+        self._events: _EventFile | None = _EventFile(run_dir)
+        if resume_step is not None:
+            self._events.add_event(event_pb2.Event(
+                wall_time=time.time(), step=resume_step + 1,
+                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+        self._on_game = on_game
+        self._start_time = time.perf_counter()
+        self._rate = StepRate()
+        self._steps_per_second = math.nan
+        self._learning = False  # whether the rate has been restarted at learn_from_step
+        self._next_sample = self._last_print = self._start_time
+        # The last finished game, for the lines printed between games.
+        self._games, self._last_game = 0, (math.nan, math.nan, math.nan, math.nan)
+        self._closed = False
+        self.picture = (ProgressPicture(run_dir, picture_every_seconds, solved_at, title)
+                        if picture_every_seconds else None)
+
+    def log_game(self, step: int, game: int, score: float, running_reward: float,
+                 epsilon: float, loss: float, mean_q: float) -> None:
+        """Records one finished game.
+
+        Args:
+            step: agent steps taken so far.
+            game: number of games finished so far, this one included.
+            score: the game's raw score (all lives, rewards not clipped).
+            running_reward: mean raw score of the last 100 games (fewer at first).
+            epsilon: exploration rate at this step.
+            loss: mean Huber loss of the updates since the previous game (NaN if none).
+            mean_q: mean predicted Q(s, a) over those updates (NaN if none).
+        """
+        now = time.perf_counter()
+        steps_per_second = self._sample(now, step)
+        elapsed = now - self._start_time
+        self._games, self._last_game = game, (score, running_reward, loss, mean_q)
+        scalars = {"charts/score": score, "charts/running_reward": running_reward,
+                   "charts/epsilon": epsilon, "losses/huber": loss, "losses/mean_q": mean_q,
+                   "charts/steps_per_second": steps_per_second}
+        row = [step, game, _round(score), _round(running_reward), _round(epsilon),
+               _round(loss), _round(mean_q), _round(steps_per_second, 1), _round(elapsed, 2)]
+        self._write_row(self._progress, row)
+        self._write_scalars(step, scalars)
+        if self._on_game is not None:
+            self._on_game(dict(zip(PROGRESS_FIELDS, row)))
+        if game % self.print_every_games == 0:
+            self._print(now, step, epsilon)
+
+    def after_step(self, step: int, epsilon: float) -> None:
+        """Called once per agent step: samples the rate, prints a line once a minute.
+
+        Why: a long game (a Pong game lasts thousands of steps; an agent that learned
+        to keep the ball alive plays for minutes) must not leave the console silent.
+        Each call costs a clock read; the work happens at most once a second.
+
+        Args:
+            step: agent steps so far.
+            epsilon: the exploration rate now.
+        """
+        now = time.perf_counter()
+        if now < self._next_sample:
+            return
+        self._next_sample = now + RATE_SAMPLE_SECONDS
+        self._sample(now, step)
+        if now - self._last_print >= PRINT_AT_LEAST_EVERY_SECONDS:
+            self._print(now, step, epsilon)
+
+    def log_heldout_q(self, step: int, value: float) -> None:
+        """Records one held-out Q: a row of ``heldout_q.csv`` and a TensorBoard point."""
+        if self._heldout is not None:
+            self._write_row(self._heldout, [step, _round(value)])
+        self._write_scalars(step, {"charts/heldout_q": value})
+
+    def flush_to_disk(self) -> bool:
+        """Makes every CSV row written so far durable: flushed and ``fsync``-ed.
+
+        Why: a checkpoint says the run got to its step; the rows of the games up to
+        that step must then survive a power cut too, or the resumed run's CSV would
+        have a gap. Call it before a checkpoint counts as saved.
+
+        Returns:
+            Whether the rows are on disk; after a failure (one warning) ``False``.
+        """
+        if self._closed:
+            return True  # close made them durable
+        try:
+            for log in (self._progress, self._heldout):
+                if log is not None:
+                    log.sync()
+            return True
+        except OSError as error:
+            self._warn(error)
+            return False
+
+    def close(self, draw_picture: bool = True) -> None:
+        """Makes the CSV rows durable, closes the files and draws the picture once more.
+
+        Args:
+            draw_picture: whether to redraw ``progress.png`` a last time (a run
+                stopped at once by a second Ctrl-C does not wait for it).
+        """
+        if self._closed:
+            return
+        if self.picture is not None:
+            self.picture.stop()
+        self.flush_to_disk()
+        self._closed = True
+        closers = [log.close for log in (self._progress, self._heldout) if log is not None]
+        closers += [self._events.close] if self._events is not None else []
+        for closer in closers:
+            try:
+                closer()
+            except OSError:
+                pass  # already warned about, or nothing left to lose
+        if self.picture is not None and draw_picture:
+            self.picture.redraw()
+
+    def _sample(self, now: float, step: int) -> float:
+        """Adds a point to the rate, restarting it when learning starts; returns the rate."""
+        if not self._learning and step >= self.learn_from_step:
+            self._learning = True
+            self._rate.restart()  # the fast random fill must not count in the rate
+        self._steps_per_second = self._rate.add(now, step)
+        return self._steps_per_second
+
+    def _print(self, now: float, step: int, epsilon: float) -> None:
+        self._last_print = now
+        score, running_reward, loss, mean_q = self._last_game
+        print(progress_line(step, self.total_steps, self._games, score, running_reward,
+                            epsilon, loss, mean_q, self._steps_per_second,
+                            now - self._start_time, self.learn_from_step), flush=True)
+
+    def _write_row(self, log: "_CsvFile", row: list) -> None:
+        try:
+            log.write(row)
+        except OSError as error:
+            self._warn(error)
+
+    def _write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        """Writes one TensorBoard event; after a failed write, writes no more.
+
+        Any exception counts, not only ``OSError``: an event writer may report a full
+        disk as a TensorFlow error. A failed write may leave half a record, past
+        which TensorBoard reads nothing, so the event file is given up.
+        """
+        if self._events is None:
+            return
+        try:
+            self._events.add_event(event_pb2.Event(
+                wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[
+                    summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
+                    for tag, value in scalars.items() if math.isfinite(value)])))
+            self._events.flush()
+        except Exception as error:  # noqa: BLE001 - logging must never stop training
+            self._warn(error)
+            events, self._events = self._events, None
+            try:
+                events.close()
+            except Exception:  # noqa: BLE001 - already warned about
+                pass
+
+    def _warn(self, error: BaseException) -> None:
+        if not self._warned:
+            print(f"warning: could not write the log in {self.run_dir} "
+                  f"({first_line(error)}); training goes on", file=sys.stderr, flush=True)
+            self._warned = True
+
+
+class ProgressPicture:
+    """Redraws ``<run-dir>/progress.png`` from the run's CSV files, on a timer, off the loop.
+
+    Why a thread: drawing the curves of a long run takes a good fraction of a second,
+    which the training loop must not wait for. A daemon thread wakes every
+    ``every_seconds``, reads the CSV files (flushed after every row) and writes the
+    picture atomically (``common.plot.write_progress_png``). A failure (an unwritable
+    file, a broken CSV) prints one warning and training goes on.
+
+    Args:
+        run_dir: the run folder.
+        every_seconds: seconds between two redraws.
+        solved_at: the running reward that solves the game, as a dashed line.
+        title: the picture's title.
+    """
+
+    def __init__(self, run_dir: str, every_seconds: float, solved_at: float | None = None,
+                 title: str | None = None):
+        self.run_dir, self.every_seconds = run_dir, every_seconds
+        self.path = os.path.join(run_dir, "progress.png")
+        self.solved_at, self.title = solved_at, title
+        self._warned = False
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._redraw_until_stopped,
+                                        name="progress-picture", daemon=True)
+        self._thread.start()
+
+    def redraw(self) -> bool:
+        """Draws the picture now; returns whether it was written (a failure warns once)."""
+        try:
+            # write_progress_png: written in above, from common/plot.py.
+
+            write_progress_png(self.run_dir, self.path, solved_at=self.solved_at,
+                               title=self.title)
+            return True
+        except Exception as error:  # noqa: BLE001 - a picture must never stop training
+            if not self._warned:
+                print(f"warning: could not draw {self.path} ({first_line(error)}); "
+                      f"training goes on", file=sys.stderr, flush=True)
+                self._warned = True
+            return False
+
+    def stop(self) -> None:
+        """Stops the timer, waiting for a redraw in progress to finish."""
+        self._stopping.set()
+        self._thread.join()
+
+    def _redraw_until_stopped(self) -> None:
+        while not self._stopping.wait(self.every_seconds):
+            self.redraw()
+
+
+class HeldOutQ:
+    """The paper's second learning curve: mean max_a Q(s, a) over a fixed set of states.
+
+    Why: the score of single games is noisy; Mnih et al. (2015, Fig. 2) also follow
+    the average of the highest predicted action value over a fixed set of 500
+    states, gathered by random play before training, which rises smoothly while the
+    agent learns. Here the set is drawn once, when learning starts, from the
+    uniformly random play that filled the replay memory, and saved in the run folder
+    as ``heldout_states.npz``, so a resumed run goes on measuring the same states.
+    It is measured right away (the untrained network's values), then every
+    ``every`` agent steps, and once more at the last step when the run closes; each
+    measurement becomes a row of ``heldout_q.csv`` and the TensorBoard scalar
+    ``charts/heldout_q``. A run resumed from a checkpoint older than this
+    measurement has no set: it draws one when its learning restarts (from its own
+    play, not random play) and says so.
+
+    Args:
+        run_dir: the run folder.
+        logger: the run's ``RunLogger``, which writes the measurements.
+        size: how many states the set holds (the paper: 500).
+        every: agent steps between two measurements.
+        seed: seed of the draw; it has its own generator, so drawing the set does
+            not change the replay memory's minibatches.
+        resume_step: the checkpoint's step when the run resumes (``None``: a new run).
+        draw_at_step: the set is drawn at the first step from this one on at which the
+            memory holds ``size`` transitions: the step at which learning starts.
+    """
+
+    def __init__(self, run_dir: str, logger: RunLogger, size: int = 500, every: int = 10_000,
+                 seed: int = 0, resume_step: int | None = None, draw_at_step: int = 0):
+        self.states_path = os.path.join(run_dir, "heldout_states.npz")
+        self.size, self.every, self.draw_at_step = size, every, draw_at_step
+        self._logger = logger
+        self._rng = np.random.default_rng(seed)
+        self.states: np.ndarray | None = None
+        self._step, self._policy = 0, None
+        self._measured_step: int | None = None
+        if os.path.exists(self.states_path):
+            try:
+                with np.load(self.states_path, allow_pickle=False) as archive:
+                    self.states = archive["states"]
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                aside = set_aside(self.states_path)
+                print(f"warning: the held-out states {self.states_path} cannot be read "
+                      f"({first_line(error)}); they are kept as they were in {aside}, and a "
+                      f"new set is drawn", file=sys.stderr, flush=True)
+        elif resume_step is not None:
+            when = ("now, from the restored replay memory" if draw_at_step <= resume_step
+                    else f"at step {draw_at_step:,}, when the memory has refilled")
+            print(f"This run was saved before it measured a held-out Q: its {size} "
+                  f"held-out states are drawn {when} (from the agent's own play, not "
+                  f"random play as in a new run).", flush=True)
+
+    def after_step(self, step: int, memory, greedy_actions) -> None:
+        """Called once per agent step: draws the set when learning starts, measures every ``every``.
+
+        Args:
+            step: agent steps so far.
+            memory: the replay memory; the set is drawn from it.
+            greedy_actions: the policy of ``common.dqn.make_greedy_policy``, which also
+                returns the action values.
+        """
+        self._step, self._policy = step, greedy_actions
+        if self.states is None:
+            if step >= self.draw_at_step and len(memory) >= self.size:
+                self.states = memory.sample(self.size, rng=self._rng).observations
+                self._save_states()
+                self._measure(step)  # the untrained (or resumed) network's values
+        elif step % self.every == 0:
+            self._measure(step)
+
+    def close(self) -> None:
+        """Measures once more at the last step, so that even a short run ends with a point."""
+        if self.states is not None and self._policy is not None \
+                and self._measured_step != self._step:
+            self._measure(self._step)
+
+    def _measure(self, step: int) -> None:
+        _, q_values = self._policy(self.states)
+        self._logger.log_heldout_q(step, float(np.mean(np.max(q_values.numpy(), axis=1))))
+        self._measured_step = step
+
+    def _save_states(self) -> None:
+        try:
+            write_atomically(self.states_path,
+                             lambda temporary: np.savez_compressed(temporary, states=self.states))
+        except OSError as error:
+            self._logger._warn(error)
+
+
+class _CsvFile:
+    """A CSV log kept open for appending, one flushed row at a time.
+
+    On a resume the file is read back first (``common.files.read_table``): its rows up
+    to the checkpoint's step are kept, the later ones (games to be played again) are
+    dropped. A file that is damaged is not cut down: it is set aside intact under
+    another name, with one warning, and its readable rows go on in a new file.
+
+    Args:
+        path: the file.
+        fields: its header.
+        resume_step: keep the existing rows up to this step (``None``: start afresh
+            with the header alone).
+        pause_name: a ``common.fault_points`` name to pause at while a row is written.
+    """
+
+    def __init__(self, path: str, fields: Sequence[str], resume_step: int | None,
+                 pause_name: str | None = None):
+        self._pause_name = pause_name
+        kept: list[list[str]] = []
+        if resume_step is not None and os.path.exists(path):
+            rows, problem = read_table(path, fields)
+            kept = [row for row in rows if int(row[0]) <= resume_step]
+            if problem:
+                aside = set_aside(path)
+                print(f"warning: {path} is damaged ({problem}); it is kept as it was in "
+                      f"{aside}, and its {len(kept):,} readable rows up to step "
+                      f"{resume_step:,} go on in a new {os.path.basename(path)}",
+                      file=sys.stderr, flush=True)
+        table = io.StringIO()
+        csv.writer(table).writerows([list(fields), *kept])
+        write_atomically(path, table.getvalue())
+        self._file = open(path, "a", newline="")
+        self._csv = csv.writer(self._file)
+
+    def write(self, row: list) -> None:
+        """Appends a row and hands it to the operating system."""
+        self._csv.writerow(row)
+        if self._pause_name:
+            pause_point(self._pause_name)
+        self._file.flush()
+
+    def sync(self) -> None:
+        """Makes the rows written so far durable."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _EventFile:
+    """A TensorBoard event file, written with plain Python file calls on this thread.
+
+    Why not TensorBoard's ``EventFileWriter``: it writes through TensorFlow's file
+    system, partly on a worker thread, so a full disk raises a TensorFlow error
+    (``tf.errors.ResourceExhaustedError`` with TensorFlow 2.21), not an ``OSError``,
+    and a write that failed on the worker surfaces only at a later call. Here a
+    failed write raises ``OSError`` at once, in the caller.
+    The file has the format and the name TensorBoard looks for
+    (``events.out.tfevents.<time>.<host>.<pid>.<n>``); each record's checksum is
+    computed in Python, about 0.2 ms per game.
+
+    Args:
+        run_dir: the folder the file is created in.
+    """
+
+    _numbers = itertools.count()  # tells apart two files of one process in one second
+
+    def __init__(self, run_dir: str):
+        name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+                f"{os.getpid()}.{next(self._numbers)}")
+        self.path = os.path.join(run_dir, name)
+        self._file = open(self.path, "ab")
+        self._records = RecordWriter(self._file)
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self.flush()
+
+    def add_event(self, event: event_pb2.Event) -> None:
+        """Appends one event (written to the operating system by ``flush``)."""
+        self._records.write(event.SerializeToString())
+
+    def flush(self) -> None:
+        """Hands the buffered events to the operating system."""
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flushes and closes the file."""
+        self._file.close()
+
+
+def _round(value: float, digits: int = 5) -> float:
+    return round(float(value), digits) if math.isfinite(value) else value
+
+
+def _show(value: float, spec: str, width: int) -> str:
+    """A number for the progress line, or ``-`` where there is none yet (NaN)."""
+    return format(value, f">{width}{spec}") if math.isfinite(value) else "-".rjust(width)
+
+
+def plural(number: int, noun: str) -> str:
+    """``1 game``, ``2 games``, ``1,000 games``."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def _every_nth(number: int) -> str:
+    """``every``, ``every 2nd``, ``every 100th``..."""
+    if number == 1:
+        return "every"
+    suffix = "th" if number % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(
+        number % 10, "th")
+    return f"every {number:,}{suffix}"
 
 
 """
@@ -1696,7 +2645,8 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
     program = program_name()
     checkpoint_dir = os.path.join(config.run_dir, "checkpoints")
     try:
-        check_config(config)
+        # On --resume the run's saved settings fill in the rest; Run checks them whole.
+        check_config(config, across_fields=not getattr(config, "resume", False))
         if getattr(config, "plot", None):  # learning curves of finished or running runs
             # plot_runs: written in above, from common/plot.py.
 
@@ -1710,7 +2660,7 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
         check_writable(config.run_dir, "--run-dir")
         summary = train(config)
     except (ConfigError, CheckpointError) as error:
-        print(f"{program}: error: {error}", file=sys.stderr)
+        print(f"{program}: error: {in_its_words(str(error), config)}", file=sys.stderr)
         return 2
     except Interrupted as interrupted:
         print(f"Stopped by {interrupted.signal_name} {interrupted.detail}.", file=sys.stderr)
@@ -1718,7 +2668,7 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
     except FloatingPointError as error:
         print(f"{program}: training diverged: {error}; the last good checkpoint is "
               f"{latest_checkpoint(checkpoint_dir) or 'none'}; "
-              f"{resume_advice(argv, '--learning-rate', 'a lower learning rate')}",
+              f"{resume_advice(argv, '--learning-rate', 'a lower learning_rate')}",
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C pressed twice, or once while evaluating
@@ -1732,11 +2682,39 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
             print(_sentence(resume_advice(argv)), file=sys.stderr)
         return 130
     except MemoryError:
-        print(f"{program}: error: out of memory; pass a smaller --buffer-size", file=sys.stderr)
+        print(f"{program}: error: "
+              f"{in_its_words('out of memory; pass a smaller --buffer-size', config)}",
+              file=sys.stderr)
         return 1
     if summary["stopped"]:
         print(_sentence(resume_advice(argv)), flush=True)
     return 0
+
+
+def in_its_words(message: str, config: Any) -> str:
+    """A message as the place it is read in says it: flags in a terminal, settings in
+    a notebook.
+
+    Why: a notebook user sets ``resume = True`` in the settings cell; telling them to
+    "add --resume" names a command line they do not have. In a notebook cell (not
+    ``%run``), each flag of a setting of ``config`` becomes that setting:
+    ``--run-dir`` is ``run_dir``, ``--resume`` is ``resume = True``,
+    ``--no-overlap-updates`` is ``overlap_updates = False`` and ``--buffer-size 20000``
+    is ``buffer_size = 20000``.
+    """
+    if not kernel_arguments():
+        return message
+    names = {field.name for field in dataclasses.fields(config)}
+
+    def setting(match: re.Match) -> str:
+        negated, name, value = match.group(1), match.group(2).replace("-", "_"), match.group(3)
+        if name not in names:
+            return match.group(0)
+        if negated or isinstance(getattr(config, name), bool):
+            return f"{name} = {not negated}"
+        return f"{name} = {value}" if value else name
+
+    return re.sub(r"--(no-)?([a-z][a-z0-9-]*)(?: (-?\d[\w.+-]*))?", setting, message)
 
 
 def exit_with(status: int) -> None:
@@ -1825,9 +2803,13 @@ class GracefulStop:
     Use it as a context manager around the loop; ``requested`` becomes true when
     a stop is asked for. Outside the main thread (where Python cannot install
     signal handlers) it does nothing.
+
+    Args:
+        then: what the loop does when asked to stop, for the line printed then.
     """
 
-    def __init__(self):
+    def __init__(self, then: str = "saving a checkpoint before stopping"):
+        self.then = then
         self.requested = False
         self.signal_name = ""
         self._previous: dict[int, Any] = {}
@@ -1850,8 +2832,8 @@ class GracefulStop:
             raise KeyboardInterrupt  # asked twice: stop now
         self.requested = True
         self.signal_name = signal.Signals(signal_number).name
-        print(f"\n{self.signal_name} received: saving a checkpoint before stopping "
-              f"(press Ctrl-C again to stop at once)", flush=True)
+        print(f"\n{self.signal_name} received: {self.then} (press Ctrl-C again to stop at "
+              f"once)", flush=True)
 
 
 def _sentence(text: str) -> str:
@@ -1931,6 +2913,27 @@ class FusedAdam(keras.optimizers.Adam):
         """Keras 3's first and second moment slots of ``variable`` (private attributes)."""
         index = self._get_variable_index(variable)
         return self._momentums[index], self._velocities[index]
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seeds every random generator a run draws from, and optionally makes its ops exact.
+
+    Why: the environment, the exploration and the replay memory take the seed
+    themselves, but the networks' initial weights come from Keras' global generator;
+    without this, two runs of one seed start from two different networks.
+
+    Args:
+        seed: the run's ``--seed``; it seeds Python's ``random``, NumPy's global
+            generator, TensorFlow and Keras (``keras.utils.set_random_seed``).
+        deterministic: also turn on TensorFlow's op determinism, so that the same
+            inputs give bit-identical results. It is process-wide and stays on
+            (TensorFlow cannot turn it off); on a GPU an op that has no
+            deterministic kernel then raises an error naming it, where it would
+            otherwise have run.
+    """
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
 def make_greedy_policy(q_network: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -2850,733 +3853,6 @@ def _is_int(value: object) -> bool:
 
 
 """
-### common/logger.py
-
-What a run reports, and how: a start banner, a progress line, two CSV files,
-TensorBoard scalars, the held-out Q and a picture of the learning curves.
-
-1. ``start_banner``: a few lines when training starts: the game and its actions,
-   the device, the budget, the replay memory, the folders, new run or resume.
-2. ``RunLogger``: one row of ``<run-dir>/progress.csv`` and one point of each
-   TensorBoard scalar per finished game (all lives); a progress line every few
-   games and at least once a minute (``progress_line``); the rows of
-   ``heldout_q.csv``; and ``progress.png``, redrawn every few minutes by a
-   background thread (``ProgressPicture``) and once more when the run closes.
-3. ``HeldOutQ``: the paper's smooth learning curve, the mean of max_a Q(s, a)
-   over a fixed set of 500 states drawn from the random play that fills the memory.
-
-The CSV files are flushed after each row, so even a killed run keeps every game it
-finished, and ``flush_to_disk`` makes them durable before a checkpoint counts as
-saved. A write that fails (a full disk) prints one warning and the run goes on: the
-log is not worth losing the training for. None of this may slow training down: the
-per-step calls cost a clock read, the rest happens once a game, once a second,
-every 10,000 steps or on another thread.
-"""
-
-PROGRESS_FIELDS = ("step", "game", "score", "running_reward", "epsilon", "loss", "mean_q",
-                   "steps_per_second", "elapsed_seconds")
-HELDOUT_FIELDS = ("step", "heldout_q")
-RATE_WINDOW_SECONDS = 60.0
-"""Steps per second are measured over about this much of the latest wall time."""
-RATE_SAMPLE_SECONDS = 1.0
-"""Between game ends, the step count is sampled for the rate at most this often."""
-PRINT_AT_LEAST_EVERY_SECONDS = 60.0
-"""A progress line is printed at least this often, even in the middle of a long game."""
-PICTURE_EVERY_SECONDS = 300.0
-"""``progress.png`` is redrawn this often while a run trains, and once when it closes."""
-
-
-def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: int,
-                 resumed_step: int | None = None, games: int = 0,
-                 memory_restored: bool = False, device: str | None = None) -> str:
-    """The lines printed when training starts: what runs, where, for how long.
-
-    Why: a long run's log should say at its top what produced it, and a wrong
-    device or folder is cheaper to notice now than hours later.
-
-    Args:
-        config: the script's configuration; this reads ``env_id``, ``total_steps``,
-            ``solved_at``, ``buffer_size``, ``learning_starts``, ``run_dir``,
-            ``video_dir`` and ``video_every``.
-        action_names: the game's actions (``action_names(env)``), or ``None``.
-        replay_bytes: the replay memory's size in bytes.
-        resumed_step: the checkpoint's step for a resumed run, ``None`` for a new one.
-        games: the games the resumed run had finished.
-        memory_restored: whether the resumed run got its replay memory back, so that
-            learning goes on at once instead of after a refill.
-        device: the device's description; ``None`` asks TensorFlow (``describe_device``).
-
-    Returns:
-        The lines, joined by newlines, without a final one.
-    """
-    actions = (f": {len(action_names)} actions ({', '.join(action_names)})"
-               if action_names else "")
-    if resumed_step is None:
-        run = "a new run"
-    else:
-        run = f"resumed from the checkpoint of step {resumed_step:,} ({games:,} games)"
-    if memory_restored and (resumed_step or 0) >= config.learning_starts:
-        filling = "restored from the checkpoint, so learning goes on at once"
-    elif memory_restored:
-        filling = (f"restored from the checkpoint; learning starts at step "
-                   f"{config.learning_starts:,}")
-    else:
-        filling = (f"learning {'restarts' if resumed_step is not None else 'starts'} after "
-                   f"{config.learning_starts:,} steps of play that fill it")
-    videos = (f"{config.video_dir} ({_every_nth(config.video_every)} game)"
-              if config.video_every > 0 else "none (--video-every 0)")
-    return "\n".join([
-        f"Training {config.env_id}{actions}",
-        f"  device         {device or describe_device()}",
-        f"  steps          at most {config.total_steps:,} agent steps; stops earlier once "
-        f"the mean score of 100 games reaches {config.solved_at:g}",
-        f"  replay memory  {config.buffer_size:,} transitions, {replay_bytes / 1e9:.2f} GB; "
-        f"{filling}",
-        f"  run folder     {config.run_dir}: {run}",
-        f"  videos         {videos}",
-    ])
-
-
-def action_names(env: Any) -> list[str] | None:
-    """The names of a game's actions (Breakout: NOOP, FIRE, RIGHT, LEFT), if it has them."""
-    meanings = getattr(getattr(env, "unwrapped", env), "get_action_meanings", None)
-    return list(meanings()) if callable(meanings) else None
-
-
-def describe_device() -> str:
-    """The device TensorFlow computes on, in words: its first GPU, or the CPU.
-
-    TensorFlow places its work on the first GPU it finds, if any.
-    """
-    import tensorflow as tf  # already imported by any caller that trains
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return f"CPU: {cpu_description()}; no GPU found (TensorFlow {tf.__version__})"
-    details = tf.config.experimental.get_device_details(gpus[0])
-    name = details.get("device_name", gpus[0].name)
-    others = f", the first of {len(gpus)} GPUs" if len(gpus) > 1 else ""
-    return f"GPU: {name}{others} (TensorFlow {tf.__version__})"
-
-
-def cpu_description() -> str:
-    """The CPU's model and the cores this process may use, e.g. ``Intel Xeon ..., 2 cores``."""
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    model = " ".join(line.split(":", 1)[1].split())
-                    break
-    except OSError:  # not Linux
-        pass
-    if not model:
-        import platform
-
-        model = platform.processor() or platform.machine() or "unknown CPU"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores"
-
-
-def progress_line(step: int, total_steps: int | None, games: int, score: float,
-                  running_reward: float, epsilon: float, loss: float, mean_q: float,
-                  steps_per_second: float, elapsed_seconds: float,
-                  learn_from_step: int = 0) -> str:
-    """One line of progress: where the run is, how it learns, how fast, how long.
-
-    Args:
-        step: agent steps so far.
-        total_steps: the run's ``--total-steps``, or ``None`` to leave out the
-            percentage and the time left.
-        games: games finished so far.
-        score: the raw score of the last finished game (NaN before any).
-        running_reward: mean raw score of the last 100 games (NaN before any).
-        epsilon: the exploration rate now.
-        loss: mean Huber loss of the last game's updates (NaN before learning starts).
-        mean_q: mean predicted Q(s, a) of those updates.
-        steps_per_second: steps per second over about the last minute (NaN if unknown).
-        elapsed_seconds: wall time since this process started training.
-        learn_from_step: the step at which learning starts; before it the memory fills.
-
-    Returns:
-        The line, without a newline, e.g. ``step 41,200 of 10,000,000 (0.4%) | ...
-        | 41.2 steps/s | 1:02:03 elapsed | at most 2 days, 19:08:38 left``.
-    """
-    where = f"step {step:>10,}"
-    if total_steps:
-        where += f" of {total_steps:,} ({100 * step / total_steps:.1f}%)"
-    parts = [where, f"games {games:>6,}", f"score {_show(score, 'g', 6)}",
-             f"running reward {_show(running_reward, '.2f', 7)}", f"epsilon {epsilon:.3f}",
-             f"loss {_show(loss, '.4f', 6)}", f"mean Q {_show(mean_q, '.3f', 7)}",
-             f"{_show(steps_per_second, '.1f', 6)} steps/s",
-             f"{format_duration(elapsed_seconds)} elapsed"]
-    if total_steps:
-        parts.append(time_left(step, total_steps, steps_per_second, learn_from_step))
-    return " | ".join(parts)
-
-
-def time_left(step: int, total_steps: int, steps_per_second: float,
-              learn_from_step: int = 0) -> str:
-    """The time left to ``total_steps`` at the current rate, as the progress line says it.
-
-    Why it waits for learning: while the memory fills, play is random and nothing is
-    learned, so steps go about ten times faster (on a 2-core CPU, 2,100 against
-    150-210 steps a second); an estimate from that rate would promise a tenth of the
-    real time. Before ``learn_from_step`` it says when learning starts instead, and
-    the logger measures the rate afresh from then, so the estimate rests on learning
-    steps only. It is labelled "at most": the run stops earlier when it is solved.
-
-    Args:
-        step: agent steps so far.
-        total_steps: the run's ``--total-steps``.
-        steps_per_second: the current rate; NaN while unknown.
-        learn_from_step: the step at which learning starts.
-
-    Returns:
-        ``at most 5:10:00 left``, ``filling the memory, learning in 0:00:23``, or
-        ``time left: measuring`` while the rate is unknown.
-    """
-    known = math.isfinite(steps_per_second) and steps_per_second > 0
-    if step < learn_from_step:
-        if not known:
-            return "filling the memory"
-        return (f"filling the memory, learning in "
-                f"{format_duration((learn_from_step - step) / steps_per_second)}")
-    if not known:
-        return "time left: measuring"
-    return f"at most {format_duration(max(total_steps - step, 0) / steps_per_second)} left"
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds as ``0:00:05``, ``1:02:03`` or ``2 days, 7:33:20``."""
-    if not math.isfinite(seconds):
-        return "-"
-    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
-
-
-class StepRate:
-    """Agent steps per second over about the last minute of wall time.
-
-    Why a window: the rate of one game jumps by a factor of two from game to game,
-    and the rate since the start still carries the fast random fill hours later.
-
-    Args:
-        window_seconds: how much of the latest wall time the rate covers.
-    """
-
-    def __init__(self, window_seconds: float = RATE_WINDOW_SECONDS):
-        self.window_seconds = window_seconds
-        self._points: collections.deque[tuple[float, int]] = collections.deque()
-
-    def add(self, now: float, step: int) -> float:
-        """Records that ``step`` steps were done at time ``now``; returns the rate.
-
-        The rate runs from the newest recorded point at least a window older than
-        the next one (or the oldest point kept) to ``now``; NaN until two points
-        with different steps are recorded.
-        """
-        points = self._points
-        points.append((now, step))
-        while len(points) > 2 and now - points[1][0] >= self.window_seconds:
-            points.popleft()
-        then, step_then = points[0]
-        if step == step_then or now <= then:
-            return math.nan
-        return (step - step_then) / (now - then)
-
-    def restart(self) -> None:
-        """Forgets every point: the next rate is measured from the next point on."""
-        self._points.clear()
-
-
-class RunLogger:
-    """Writes one row per finished game to CSV and TensorBoard, and prints progress.
-
-    When a run resumes from a checkpoint taken at step ``resume_step``, the
-    rows written after that step belong to games the resumed run will play again,
-    so they are dropped from ``progress.csv`` and ``heldout_q.csv``; the files then
-    carry on without gaps or duplicates. For TensorBoard the new event file starts
-    with a ``SessionLog.START`` event at ``resume_step + 1``, on which TensorBoard
-    discards the earlier events from that step on (its "purge orphaned data"
-    rule), so its curves do not double back either. TensorBoard's default fast
-    loader (``--load_fast``) ignores that event; it drops an old point only once a
-    new point at an earlier or equal step arrives, so a few old points may remain
-    between the checkpoint and the first new game; ``tensorboard
-    --load_fast=false`` applies the rule exactly.
-
-    A progress line is printed every ``print_every_games`` games and, from
-    ``after_step``, whenever a minute has gone by without one; between games its
-    score, loss and mean Q are those of the last finished game.
-
-    Args:
-        run_dir: folder for the CSV files, the TensorBoard event files and the picture.
-        print_every_games: print a progress line every this many games.
-        resume_step: keep the existing CSV rows up to this step (``None``: start afresh).
-        on_game: called with each game's row as a dict (keys ``PROGRESS_FIELDS``),
-            after it is written; a notebook's live display uses it.
-        total_steps: the run's ``--total-steps``, for the percentage and the time left.
-        learn_from_step: the step at which learning starts (after the memory fills);
-            the rate is measured afresh from then, for an honest time left.
-        picture_every_seconds: redraw ``progress.png`` this often on a background
-            thread and once at ``close``; ``None`` draws no picture.
-        solved_at: the running reward that solves the game, drawn in the picture.
-        title: the picture's title.
-    """
-
-    def __init__(self, run_dir: str, print_every_games: int = 10,
-                 resume_step: int | None = None,
-                 on_game: Callable[[dict[str, float]], None] | None = None, *,
-                 total_steps: int | None = None, learn_from_step: int = 0,
-                 picture_every_seconds: float | None = None, solved_at: float | None = None,
-                 title: str | None = None):
-        os.makedirs(run_dir, exist_ok=True)
-        self.run_dir = run_dir
-        self.path = os.path.join(run_dir, "progress.csv")
-        self.heldout_path = os.path.join(run_dir, "heldout_q.csv")
-        self.print_every_games = print_every_games
-        self.total_steps, self.learn_from_step = total_steps, learn_from_step
-        self._warned = False
-        self._progress = _CsvFile(self.path, PROGRESS_FIELDS, resume_step,
-                                  pause_name="csv-row")  # a test may kill the process there
-        try:
-            self._heldout: _CsvFile | None = _CsvFile(self.heldout_path, HELDOUT_FIELDS,
-                                                      resume_step)
-        except OSError as error:
-            self._heldout = None
-            self._warn(error)
-        self._events: _EventFile | None = _EventFile(run_dir)
-        if resume_step is not None:
-            self._events.add_event(event_pb2.Event(
-                wall_time=time.time(), step=resume_step + 1,
-                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
-        self._on_game = on_game
-        self._start_time = time.perf_counter()
-        self._rate = StepRate()
-        self._steps_per_second = math.nan
-        self._learning = False  # whether the rate has been restarted at learn_from_step
-        self._next_sample = self._last_print = self._start_time
-        # The last finished game, for the lines printed between games.
-        self._games, self._last_game = 0, (math.nan, math.nan, math.nan, math.nan)
-        self._closed = False
-        self.picture = (ProgressPicture(run_dir, picture_every_seconds, solved_at, title)
-                        if picture_every_seconds else None)
-
-    def log_game(self, step: int, game: int, score: float, running_reward: float,
-                 epsilon: float, loss: float, mean_q: float) -> None:
-        """Records one finished game.
-
-        Args:
-            step: agent steps taken so far.
-            game: number of games finished so far, this one included.
-            score: the game's raw score (all lives, rewards not clipped).
-            running_reward: mean raw score of the last 100 games (fewer at first).
-            epsilon: exploration rate at this step.
-            loss: mean Huber loss of the updates since the previous game (NaN if none).
-            mean_q: mean predicted Q(s, a) over those updates (NaN if none).
-        """
-        now = time.perf_counter()
-        steps_per_second = self._sample(now, step)
-        elapsed = now - self._start_time
-        self._games, self._last_game = game, (score, running_reward, loss, mean_q)
-        scalars = {"charts/score": score, "charts/running_reward": running_reward,
-                   "charts/epsilon": epsilon, "losses/huber": loss, "losses/mean_q": mean_q,
-                   "charts/steps_per_second": steps_per_second}
-        row = [step, game, _round(score), _round(running_reward), _round(epsilon),
-               _round(loss), _round(mean_q), _round(steps_per_second, 1), _round(elapsed, 2)]
-        self._write_row(self._progress, row)
-        self._write_scalars(step, scalars)
-        if self._on_game is not None:
-            self._on_game(dict(zip(PROGRESS_FIELDS, row)))
-        if game % self.print_every_games == 0:
-            self._print(now, step, epsilon)
-
-    def after_step(self, step: int, epsilon: float) -> None:
-        """Called once per agent step: samples the rate, prints a line once a minute.
-
-        Why: a long game (a Pong game lasts thousands of steps; an agent that learned
-        to keep the ball alive plays for minutes) must not leave the console silent.
-        Each call costs a clock read; the work happens at most once a second.
-
-        Args:
-            step: agent steps so far.
-            epsilon: the exploration rate now.
-        """
-        now = time.perf_counter()
-        if now < self._next_sample:
-            return
-        self._next_sample = now + RATE_SAMPLE_SECONDS
-        self._sample(now, step)
-        if now - self._last_print >= PRINT_AT_LEAST_EVERY_SECONDS:
-            self._print(now, step, epsilon)
-
-    def log_heldout_q(self, step: int, value: float) -> None:
-        """Records one held-out Q: a row of ``heldout_q.csv`` and a TensorBoard point."""
-        if self._heldout is not None:
-            self._write_row(self._heldout, [step, _round(value)])
-        self._write_scalars(step, {"charts/heldout_q": value})
-
-    def flush_to_disk(self) -> bool:
-        """Makes every CSV row written so far durable: flushed and ``fsync``-ed.
-
-        Why: a checkpoint says the run got to its step; the rows of the games up to
-        that step must then survive a power cut too, or the resumed run's CSV would
-        have a gap. Call it before a checkpoint counts as saved.
-
-        Returns:
-            Whether the rows are on disk; after a failure (one warning) ``False``.
-        """
-        if self._closed:
-            return True  # close made them durable
-        try:
-            for log in (self._progress, self._heldout):
-                if log is not None:
-                    log.sync()
-            return True
-        except OSError as error:
-            self._warn(error)
-            return False
-
-    def close(self, draw_picture: bool = True) -> None:
-        """Makes the CSV rows durable, closes the files and draws the picture once more.
-
-        Args:
-            draw_picture: whether to redraw ``progress.png`` a last time (a run
-                stopped at once by a second Ctrl-C does not wait for it).
-        """
-        if self._closed:
-            return
-        if self.picture is not None:
-            self.picture.stop()
-        self.flush_to_disk()
-        self._closed = True
-        closers = [log.close for log in (self._progress, self._heldout) if log is not None]
-        closers += [self._events.close] if self._events is not None else []
-        for closer in closers:
-            try:
-                closer()
-            except OSError:
-                pass  # already warned about, or nothing left to lose
-        if self.picture is not None and draw_picture:
-            self.picture.redraw()
-
-    def _sample(self, now: float, step: int) -> float:
-        """Adds a point to the rate, restarting it when learning starts; returns the rate."""
-        if not self._learning and step >= self.learn_from_step:
-            self._learning = True
-            self._rate.restart()  # the fast random fill must not count in the rate
-        self._steps_per_second = self._rate.add(now, step)
-        return self._steps_per_second
-
-    def _print(self, now: float, step: int, epsilon: float) -> None:
-        self._last_print = now
-        score, running_reward, loss, mean_q = self._last_game
-        print(progress_line(step, self.total_steps, self._games, score, running_reward,
-                            epsilon, loss, mean_q, self._steps_per_second,
-                            now - self._start_time, self.learn_from_step), flush=True)
-
-    def _write_row(self, log: "_CsvFile", row: list) -> None:
-        try:
-            log.write(row)
-        except OSError as error:
-            self._warn(error)
-
-    def _write_scalars(self, step: int, scalars: dict[str, float]) -> None:
-        """Writes one TensorBoard event; after a failed write, writes no more.
-
-        Any exception counts, not only ``OSError``: an event writer may report a full
-        disk as a TensorFlow error. A failed write may leave half a record, past
-        which TensorBoard reads nothing, so the event file is given up.
-        """
-        if self._events is None:
-            return
-        try:
-            self._events.add_event(event_pb2.Event(
-                wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[
-                    summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
-                    for tag, value in scalars.items() if math.isfinite(value)])))
-            self._events.flush()
-        except Exception as error:  # noqa: BLE001 - logging must never stop training
-            self._warn(error)
-            events, self._events = self._events, None
-            try:
-                events.close()
-            except Exception:  # noqa: BLE001 - already warned about
-                pass
-
-    def _warn(self, error: BaseException) -> None:
-        if not self._warned:
-            print(f"warning: could not write the log in {self.run_dir} "
-                  f"({_describe(error)}); training goes on", file=sys.stderr, flush=True)
-            self._warned = True
-
-
-class ProgressPicture:
-    """Redraws ``<run-dir>/progress.png`` from the run's CSV files, on a timer, off the loop.
-
-    Why a thread: drawing the curves of a long run takes a good fraction of a second,
-    which the training loop must not wait for. A daemon thread wakes every
-    ``every_seconds``, reads the CSV files (flushed after every row) and writes the
-    picture atomically (``common.plot.write_progress_png``). A failure (an unwritable
-    file, a broken CSV) prints one warning and training goes on.
-
-    Args:
-        run_dir: the run folder.
-        every_seconds: seconds between two redraws.
-        solved_at: the running reward that solves the game, as a dashed line.
-        title: the picture's title.
-    """
-
-    def __init__(self, run_dir: str, every_seconds: float, solved_at: float | None = None,
-                 title: str | None = None):
-        self.run_dir, self.every_seconds = run_dir, every_seconds
-        self.path = os.path.join(run_dir, "progress.png")
-        self.solved_at, self.title = solved_at, title
-        self._warned = False
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._redraw_until_stopped,
-                                        name="progress-picture", daemon=True)
-        self._thread.start()
-
-    def redraw(self) -> bool:
-        """Draws the picture now; returns whether it was written (a failure warns once)."""
-        try:
-            # write_progress_png: written in above, from common/plot.py.
-
-            write_progress_png(self.run_dir, self.path, solved_at=self.solved_at,
-                               title=self.title)
-            return True
-        except Exception as error:  # noqa: BLE001 - a picture must never stop training
-            if not self._warned:
-                print(f"warning: could not draw {self.path} ({_describe(error)}); "
-                      f"training goes on", file=sys.stderr, flush=True)
-                self._warned = True
-            return False
-
-    def stop(self) -> None:
-        """Stops the timer, waiting for a redraw in progress to finish."""
-        self._stopping.set()
-        self._thread.join()
-
-    def _redraw_until_stopped(self) -> None:
-        while not self._stopping.wait(self.every_seconds):
-            self.redraw()
-
-
-class HeldOutQ:
-    """The paper's second learning curve: mean max_a Q(s, a) over a fixed set of states.
-
-    Why: the score of single games is noisy; Mnih et al. (2015, Fig. 2) also follow
-    the average of the highest predicted action value over a fixed set of 500
-    states, gathered by random play before training, which rises smoothly while the
-    agent learns. Here the set is drawn once, when learning starts, from the
-    uniformly random play that filled the replay memory, and saved in the run folder
-    as ``heldout_states.npz``, so a resumed run goes on measuring the same states.
-    It is measured right away (the untrained network's values), then every
-    ``every`` agent steps, and once more at the last step when the run closes; each
-    measurement becomes a row of ``heldout_q.csv`` and the TensorBoard scalar
-    ``charts/heldout_q``. A run resumed from a checkpoint older than this
-    measurement has no set: it draws one when its learning restarts (from its own
-    play, not random play) and says so.
-
-    Args:
-        run_dir: the run folder.
-        logger: the run's ``RunLogger``, which writes the measurements.
-        size: how many states the set holds (the paper: 500).
-        every: agent steps between two measurements.
-        seed: seed of the draw; it has its own generator, so drawing the set does
-            not change the replay memory's minibatches.
-        resume_step: the checkpoint's step when the run resumes (``None``: a new run).
-        draw_at_step: the set is drawn at the first step from this one on at which the
-            memory holds ``size`` transitions: the step at which learning starts.
-    """
-
-    def __init__(self, run_dir: str, logger: RunLogger, size: int = 500, every: int = 10_000,
-                 seed: int = 0, resume_step: int | None = None, draw_at_step: int = 0):
-        self.states_path = os.path.join(run_dir, "heldout_states.npz")
-        self.size, self.every, self.draw_at_step = size, every, draw_at_step
-        self._logger = logger
-        self._rng = np.random.default_rng(seed)
-        self.states: np.ndarray | None = None
-        self._step, self._policy = 0, None
-        self._measured_step: int | None = None
-        if os.path.exists(self.states_path):
-            try:
-                with np.load(self.states_path, allow_pickle=False) as archive:
-                    self.states = archive["states"]
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-                print(f"warning: the held-out states {self.states_path} cannot be read "
-                      f"({error}); a new set is drawn", file=sys.stderr, flush=True)
-        elif resume_step is not None:
-            when = ("now, from the restored replay memory" if draw_at_step <= resume_step
-                    else f"at step {draw_at_step:,}, when the memory has refilled")
-            print(f"This run was saved before it measured a held-out Q: its {size} "
-                  f"held-out states are drawn {when} (from the agent's own play, not "
-                  f"random play as in a new run).", flush=True)
-
-    def after_step(self, step: int, memory, greedy_actions) -> None:
-        """Called once per agent step: draws the set when learning starts, measures every ``every``.
-
-        Args:
-            step: agent steps so far.
-            memory: the replay memory; the set is drawn from it.
-            greedy_actions: the policy of ``common.dqn.make_greedy_policy``, which also
-                returns the action values.
-        """
-        self._step, self._policy = step, greedy_actions
-        if self.states is None:
-            if step >= self.draw_at_step and len(memory) >= self.size:
-                self.states = memory.sample(self.size, rng=self._rng).observations
-                self._save_states()
-                self._measure(step)  # the untrained (or resumed) network's values
-        elif step % self.every == 0:
-            self._measure(step)
-
-    def close(self) -> None:
-        """Measures once more at the last step, so that even a short run ends with a point."""
-        if self.states is not None and self._policy is not None \
-                and self._measured_step != self._step:
-            self._measure(self._step)
-
-    def _measure(self, step: int) -> None:
-        _, q_values = self._policy(self.states)
-        self._logger.log_heldout_q(step, float(np.mean(np.max(q_values.numpy(), axis=1))))
-        self._measured_step = step
-
-    def _save_states(self) -> None:
-        temporary = self.states_path + ".tmp.npz"
-        try:
-            np.savez_compressed(temporary, states=self.states)
-            with open(temporary, "rb+") as file:
-                os.fsync(file.fileno())  # whole on the disk before it takes the name
-            os.replace(temporary, self.states_path)
-        except OSError as error:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            self._logger._warn(error)
-
-
-class _CsvFile:
-    """A CSV log kept open for appending, one flushed row at a time.
-
-    Args:
-        path: the file.
-        fields: its header.
-        resume_step: keep the existing rows up to this step (``None``: start afresh
-            with the header alone).
-        pause_name: a ``common.fault_points`` name to pause at while a row is written.
-    """
-
-    def __init__(self, path: str, fields: Sequence[str], resume_step: int | None,
-                 pause_name: str | None = None):
-        self._pause_name = pause_name
-        if resume_step is not None and os.path.exists(path):
-            _truncate_after(path, resume_step, tuple(fields))
-        else:
-            with open(path, "w", newline="") as file:
-                csv.writer(file).writerow(fields)
-        self._file = open(path, "a", newline="")
-        self._csv = csv.writer(self._file)
-
-    def write(self, row: list) -> None:
-        """Appends a row and hands it to the operating system."""
-        self._csv.writerow(row)
-        if self._pause_name:
-            pause_point(self._pause_name)
-        self._file.flush()
-
-    def sync(self) -> None:
-        """Makes the rows written so far durable."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
-
-
-class _EventFile:
-    """A TensorBoard event file, written with plain Python file calls on this thread.
-
-    Why not TensorBoard's ``EventFileWriter``: it writes through TensorFlow's file
-    system, partly on a worker thread, so a full disk raises a TensorFlow error
-    (``tf.errors.ResourceExhaustedError`` with TensorFlow 2.21), not an ``OSError``,
-    and a write that failed on the worker surfaces only at a later call. Here a
-    failed write raises ``OSError`` at once, in the caller.
-    The file has the format and the name TensorBoard looks for
-    (``events.out.tfevents.<time>.<host>.<pid>.<n>``); each record's checksum is
-    computed in Python, about 0.2 ms per game.
-
-    Args:
-        run_dir: the folder the file is created in.
-    """
-
-    _numbers = itertools.count()  # tells apart two files of one process in one second
-
-    def __init__(self, run_dir: str):
-        name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
-                f"{os.getpid()}.{next(self._numbers)}")
-        self.path = os.path.join(run_dir, name)
-        self._file = open(self.path, "ab")
-        self._records = RecordWriter(self._file)
-        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
-        self.flush()
-
-    def add_event(self, event: event_pb2.Event) -> None:
-        """Appends one event (written to the operating system by ``flush``)."""
-        self._records.write(event.SerializeToString())
-
-    def flush(self) -> None:
-        """Hands the buffered events to the operating system."""
-        self._file.flush()
-
-    def close(self) -> None:
-        """Flushes and closes the file."""
-        self._file.close()
-
-
-def _describe(error: BaseException) -> str:
-    """An error in a few words: its ``strerror``, or the first line of its message."""
-    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return text.splitlines()[0] if text.splitlines() else text
-
-
-def _round(value: float, digits: int = 5) -> float:
-    return round(float(value), digits) if math.isfinite(value) else value
-
-
-def _show(value: float, spec: str, width: int) -> str:
-    """A number for the progress line, or ``-`` where there is none yet (NaN)."""
-    return format(value, f">{width}{spec}") if math.isfinite(value) else "-".rjust(width)
-
-
-def _every_nth(number: int) -> str:
-    """``every``, ``every 2nd``, ``every 100th``..."""
-    if number == 1:
-        return "every"
-    suffix = "th" if number % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(
-        number % 10, "th")
-    return f"every {number:,}{suffix}"
-
-
-def _truncate_after(path: str, step: int, fields: tuple[str, ...] = PROGRESS_FIELDS) -> None:
-    """Rewrites the CSV at ``path`` without rows past ``step``, atomically."""
-    with open(path, newline="") as file:
-        rows = list(csv.reader(file))
-    header, body = (rows[0], rows[1:]) if rows else (list(fields), [])
-    kept = []
-    for row in body:
-        if len(row) != len(header) or not row[0].isdigit():
-            continue  # a line cut short by a kill while it was being written
-        if int(row[0]) <= step:
-            kept.append(row)
-    temporary = path + ".tmp"
-    with open(temporary, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(header)
-        writer.writerows(kept)
-    os.replace(temporary, path)
-
-
-"""
 ### common/run.py
 
 A training run's bookkeeping, so that the scripts' loop shows only the algorithm.
@@ -3682,6 +3958,10 @@ class Run:
             if self._saved is not None:
                 config = settings_for_resume(config, self._saved.get("settings"))
                 check_config(config)  # the settings as resumed, not only as given
+            if getattr(config, "deterministic", False) and config.overlap_updates:
+                given = getattr(config, "_given_fields", None)
+                config = dataclasses.replace(config, overlap_updates=False)  # updates in turn
+                config._given_fields = given
             # Restoring a saved memory reads it in pieces, so one piece is all it adds.
             try:
                 check_memory(ReplayMemory.bytes_needed(config.buffer_size) + 64 * 2**20,
@@ -3747,10 +4027,12 @@ class Run:
             if replay_archive is not None:
                 with replay_archive:
                     self._restore_memory(memory, replay_archive)
-            print(f"Resumed {config.run_dir} at step {state.step:,} after {state.games:,} games; "
+            print(f"Resumed {config.run_dir} at step {state.step:,} after "
+                  f"{plural(state.games, 'game')}; "
                   f"replay memory {'restored' if self.memory_restored else 'refills'} "
                   f"({len(memory):,} transitions).", flush=True)
         resume_step = state.step if self._saved else None
+        self._write_settings()
         print(start_banner(config, action_names(env), memory.nbytes, resume_step, state.games,
                            self.memory_restored), flush=True)
         learn_from_step = first_learning_step(state.step, config.learning_starts,
@@ -3763,6 +4045,20 @@ class Run:
         self.heldout_q = HeldOutQ(config.run_dir, self.logger, seed=config.seed,
                                   resume_step=resume_step, draw_at_step=learn_from_step)
         return state
+
+    def _write_settings(self) -> None:
+        """Writes ``settings.json``: the settings the run goes on with, for people to read.
+
+        The run itself never reads it back (its checkpoints carry the settings);
+        ``benchmarks/learning.py`` copies it beside a reference run's CSV files.
+        """
+        path = os.path.join(self.config.run_dir, "settings.json")
+        try:
+            write_atomically(path, json.dumps(run_settings(self.config), indent=1) + "\n",
+                             durable=False)
+        except OSError as error:
+            print(f"warning: could not write {path} ({first_line(error)})", file=sys.stderr,
+                  flush=True)
 
     def _restore_memory(self, memory: ReplayMemory, archive) -> None:
         try:
@@ -3809,9 +4105,7 @@ class Run:
         """
         learner.wait()  # a checkpoint holds whole updates only
         config = self.config
-        settings = {name: value for name, value in dataclasses.asdict(config).items()
-                    if name not in NOT_RUN_SETTINGS}
-        record = {"env_id": config.env_id, **state.to_dict(), "settings": settings,
+        record = {"env_id": config.env_id, **state.to_dict(), "settings": run_settings(config),
                   "replay_saved": config.save_replay}
         replay_state = memory.state_dict() if config.save_replay else None
         self.logger.flush_to_disk()  # the rows up to this step survive a power cut too
@@ -3850,12 +4144,13 @@ class Run:
                   f"{checkpoint_path}.", flush=True)
             return {"step": state.step, "games": state.games, "stopped": True}
         model_path = os.path.join(self.config.run_dir, "model.keras")
-        save_model_atomically(q_network, model_path)
+        save_model_atomically(q_network, model_path, self.config.env_id)
         if state.solved(self.config.solved_at):
             reason = f"solved: running reward {state.running_reward:.2f}"
         else:
             reason = "total steps reached"
-        print(f"Finished ({reason}) after {state.step:,} steps and {state.games:,} games; "
+        print(f"Finished ({reason}) after {plural(state.step, 'step')} and "
+              f"{plural(state.games, 'game')}; "
               f"running reward {state.running_reward:.2f}. Model saved to {model_path}.",
               flush=True)
         return {"step": state.step, "games": state.games, "stopped": False,
@@ -3872,6 +4167,12 @@ class Run:
             self.logger.close(draw_picture=not stopped_at_once)  # and a last progress.png
         if exc_type is not None:  # finish() releases the lock of a run that ends well
             self.lock.release()
+
+
+def run_settings(config: Any) -> dict[str, Any]:
+    """The settings that say how a run learns, as saved with it (``NOT_RUN_SETTINGS`` left out)."""
+    return {name: value for name, value in dataclasses.asdict(config).items()
+            if name not in NOT_RUN_SETTINGS}
 
 
 def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
@@ -3912,7 +4213,7 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
         value = getattr(config, name)
         if value == saved_value:
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = flag_name(name)
         if name not in given:
             taken[name] = saved_value
         elif name in OVERRIDABLE_ON_RESUME:
@@ -3940,9 +4241,9 @@ def with_options_of_older_runs(saved: dict[str, Any]) -> dict[str, Any]:
 
     Why: such a run was trained without them (each is off by default), so on
     ``--resume`` or ``--evaluate`` a flag turning one on must be refused like any
-    other change, not taken as new.
+    other change, not taken as new. The same holds for ``deterministic``.
     """
-    return {**TRAINED_WITH, **saved}
+    return {**TRAINED_WITH, "deterministic": False, **saved}
 
 
 def settings_for_evaluation(config: Any) -> Any:
@@ -3975,7 +4276,7 @@ def settings_for_evaluation(config: Any) -> Any:
         if name not in given:
             taken[name] = saved[name]
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = flag_name(name)
         trained = (("with " if saved[name] else "without ") + flag
                    if isinstance(saved[name], bool) else f"with {flag} {saved[name]}")
         raise ConfigError(f"--evaluate: {config.evaluate} was trained {trained}; leave "
@@ -3990,7 +4291,7 @@ def settings_for_evaluation(config: Any) -> Any:
 def flag_as_given(name: str, value: Any) -> str:
     """The command-line words that give ``value`` to setting ``name``:
     ``--dueling``, ``--no-dueling``, ``--n-step 3``."""
-    flag = "--" + name.replace("_", "-")
+    flag = flag_name(name)
     if isinstance(value, bool):
         return flag if value else flag.replace("--", "--no-", 1)
     return f"{flag} {value}"
@@ -4116,16 +4417,24 @@ def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None
     """
     loop_state = read_loop_state(directory)
     run_dir = os.path.dirname(directory.rstrip(os.sep)) or "."
+    earlier_logs = _has_rows(os.path.join(run_dir, "progress.csv"))
+    # A run that ended before its first checkpoint leaves logs but nothing to go on from.
+    no_checkpoint = (f"it saved no checkpoint, so it cannot be resumed; choose another "
+                     f"--run-dir, or delete {run_dir} to start again there (it holds only "
+                     f"the logs of the games played before it stopped)")
     if resume and loop_state is None:
+        if earlier_logs:
+            raise CheckpointError(f"--resume: {run_dir} holds a run that stopped before "
+                                  f"its first checkpoint: {no_checkpoint}")
         raise CheckpointError(f"--resume: no checkpoint in {directory} (a run saves its first "
                               f"one after --checkpoint-every steps); to start a new run, "
                               f"choose another --run-dir")
     if not resume and loop_state is not None:
         raise CheckpointError(f"{run_dir} already holds a run; add --resume to continue it, "
                               f"or choose another --run-dir")
-    if not resume and _has_rows(os.path.join(run_dir, "progress.csv")):
+    if not resume and earlier_logs:
         raise CheckpointError(f"{run_dir} holds the progress.csv of an earlier run, which a "
-                              f"new run would overwrite; choose another --run-dir")
+                              f"new run would overwrite; {no_checkpoint}")
     if resume and loop_state.get("env_id") != env_id:
         raise CheckpointError(f"--resume: {run_dir} holds a run of {loop_state.get('env_id')}, "
                               f"not {env_id}; choose another --run-dir")
@@ -4135,7 +4444,7 @@ def open_run(directory: str, resume: bool, env_id: str) -> dict[str, Any] | None
 def _has_rows(path: str) -> bool:
     """Whether a CSV file exists and holds more than its header."""
     try:
-        with open(path) as file:
+        with open(path, "rb") as file:  # bytes: a damaged file must not raise here
             return sum(1 for _ in zip(range(2), file)) > 1
     except OSError:
         return False
@@ -4168,7 +4477,9 @@ class Config:
     solved_at: float = 40.0
     """stop once the mean raw score of the last 100 games reaches this."""
     seed: int = 1
-    """seed of the environment, the exploration and the replay sampling."""
+    """seed of everything random: the initial weights, the games, the exploration and the
+    replay sampling. A run starts alike each time; later the update thread's timing may
+    make it drift (--deterministic repeats it exactly)."""
     buffer_size: int = 1_000_000
     """replay memory size in transitions, as in the paper (about 7.1 GB: one 84x84
     frame each)."""
@@ -4217,6 +4528,9 @@ class Config:
     overlap_updates: bool = True
     """run each update on a worker thread while the agent plays on (faster; the agent may
     act with weights one update old)."""
+    deterministic: bool = False
+    """repeat a run exactly, given the same seed, machine and TensorFlow version: exact
+    TensorFlow ops and every update in turn (implies --no-overlap-updates; slower)."""
     video_every: int = 100
     """record every N-th game as an MP4 (0: never)."""
     video_dir: str = "videos/breakout"
@@ -4353,6 +4667,7 @@ def train(config: Config, make_env=make_env, build_q_network=build_q_network,
     """
     run = Run(config, on_game)  # refuses a bad resume or an occupied folder before any work
     config = run.config  # on --resume: the run's saved settings, with the changes allowed
+    seed_everything(config.seed, config.deterministic)  # the initial weights too
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=config.video_every,
                    first_game=run.games_played + 1)
     num_actions = int(env.action_space.n)  # Breakout: 4 (NOOP, FIRE, RIGHT, LEFT)
@@ -4420,6 +4735,7 @@ the mean and standard deviation of the raw scores.
 def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network) -> list[float]:
     """Plays `config.episodes` games with a saved agent; returns their raw scores."""
     config = settings_for_evaluation(config)  # a run folder's own --dueling, --n-step, ...
+    seed_everything(config.seed, config.deterministic)
     env = make_env(config.env_id, video_dir=config.video_dir, video_every=1,
                    video_label="evaluation",  # keeps these apart from the training videos
                    max_frames_per_game=5 * 60 * 60)  # 5 minutes at 60 frames a second
@@ -4430,7 +4746,7 @@ def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network)
     rng = np.random.default_rng(config.seed)
     scores = []
     observation, _ = env.reset(seed=config.seed)
-    with GracefulStop() as stop, env:  # a stop drops the unfinished game and its video
+    with GracefulStop("stopping; the unfinished game is not scored") as stop, env:
         while len(scores) < config.episodes and not stop.requested:
             action = choose_action(greedy_actions, observation, config.eval_epsilon, rng,
                                    num_actions)
@@ -4441,8 +4757,9 @@ def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network)
             if "episode" in info:
                 scores.append(float(info["episode"]["r"]))
                 print(f"game {len(scores)}: score {scores[-1]:g}", flush=True)
-    print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} "
-          f"(standard deviation {np.std(scores):.2f}). Videos in {config.video_dir}.", flush=True)
+    if scores:
+        print(f"Mean score {np.mean(scores):.2f}, standard deviation {np.std(scores):.2f}, "
+              f"over {plural(len(scores), 'game')}. Videos in {config.video_dir}.", flush=True)
     if stop.requested:
         raise Interrupted(stop.signal_name, f"after {len(scores)} of {config.episodes} games")
     return scores

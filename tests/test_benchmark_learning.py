@@ -3,6 +3,8 @@
 import csv
 import importlib.util
 import json
+import re
+import subprocess
 import os
 
 import pytest
@@ -21,7 +23,7 @@ def learning():
 
 
 def write_results(folder, rows, heldout=None, machine=None, tail=""):
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     lines = [HEADER] + [f"{step},{game},1,{reward},0.5,0.1,0.2,100.0,{elapsed}\n"
                         for step, game, reward, elapsed in rows]
     (folder / "progress.csv").write_text("".join(lines) + tail)
@@ -114,7 +116,8 @@ def test_a_finished_run_is_copied_without_its_checkpoints(tmp_path, learning, mo
     assert sorted(os.listdir(results / "breakout-seed1")) == ["heldout_q.csv", "machine.json",
                                                             "progress.csv"]
     machine = json.loads((results / "breakout-seed1" / "machine.json").read_text())
-    assert set(machine) == {"cpu", "gpu", "tensorflow"}
+    assert set(machine) == {"cpu", "gpu", "tensorflow", "commit"}
+    assert re.fullmatch(r"[0-9a-f]{40}(\+changes)?|unknown", machine["commit"])
 
 
 def test_an_unfinished_run_is_resumed_with_the_flags_given(tmp_path, learning, monkeypatch,
@@ -170,3 +173,47 @@ def test_labelled_runs_and_two_games_each_with_its_own_threshold(tmp_path, learn
     assert learning.threshold_of("catch-seed1", 2.0) == 2.0  # no catch_dqn.py: the default
     with pytest.raises(SystemExit):
         learning.main(["--summarize-only", "--results-dir", str(results), "--label", "../x"])
+
+
+def test_a_staged_run_plays_its_agent_after_each_stage_and_carries_on(tmp_path, learning,
+                                                                       monkeypatch):
+    run_dir = tmp_path / "runs" / "pong-s-seed1"
+    trained, evaluated = [], []
+
+    def train(command):
+        total = int(command[command.index("--total-steps") + 1])
+        trained.append((total, "--resume" in command))
+        write_results(run_dir, [(total, total // 10, -20.0, 1.0)])
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
+        (run_dir / "checkpoints" / "checkpoint").write_text("x")
+        (run_dir / "model.keras").write_text("x")
+        os.utime(run_dir / "model.keras", (total, total))  # a new model at each stage's end
+        return 0
+
+    real_run = subprocess.run
+
+    def evaluate(command, **kwargs):
+        if "--evaluate" not in command:
+            return real_run(command, **kwargs)
+        evaluated.append(command)
+        return subprocess.CompletedProcess(command, 0, "game 1: score -20\ngame 2: score -18\n",
+                                           "")
+
+    monkeypatch.setattr(learning, "_run_in_foreground", train)
+    monkeypatch.setattr(learning.subprocess, "run", evaluate)
+    arguments = ["--script", "pong_dqn.py", "--label", "s", "--seeds", "1", "--runs-dir",
+                 str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
+                 "--evaluate-every", "100", "--eval-episodes", "2", "--", "--total-steps", "250"]
+    assert learning.main(arguments) == 0
+    assert trained == [(100, False), (200, True), (250, True)]
+    assert [command[command.index("--evaluate") + 1] for command in evaluated] == [
+        str(run_dir)] * 3
+    rows = list(csv.DictReader(open(tmp_path / "results" / "pong-s-seed1" / "evaluations.csv")))
+    assert [(row["step"], row["mean_score"], row["scores"]) for row in rows] == [
+        ("100", "-19.0", "-20 -18"), ("200", "-19.0", "-20 -18"), ("250", "-19.0", "-20 -18")]
+    assert learning.main(arguments) == 0 and len(trained) == 3  # all done: nothing runs again
+
+    # A stage stopped before its end (no new model) is neither evaluated nor counted.
+    monkeypatch.setattr(learning, "_run_in_foreground", lambda command: 0)
+    arguments[arguments.index("250")] = "300"
+    assert learning.main(arguments) == 1 and len(evaluated) == 3

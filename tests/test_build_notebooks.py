@@ -199,7 +199,7 @@ def test_generated_files_say_they_are_generated():
     for name in GAMES:
         text = (ROOT / "standalone" / f"{name}.py").read_text()
         notice = text[text.index('"""\n\n# GENERATED FILE'):text.index("from __future__")]
-        assert f"from {name}.py, common/config.py" in " ".join(notice.split())
+        assert f"from {name}.py, common/files.py, common/config.py" in " ".join(notice.split())
         assert "python tools/build_notebooks.py" in notice and "do not edit it by hand" in notice
         first_cell = nbformat.reads((ROOT / "notebooks" / f"{name}.ipynb").read_text(), 4).cells[0]
         assert "GENERATED FILE" in first_cell.source

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from common.checkpoint import (CheckpointError, Checkpointer, load_agent, load_q_network,
-                               read_loop_state, save_model_atomically)
+                               read_loop_state, recorded_game, save_model_atomically)
 from common.dqn import make_train_step
 
 
@@ -320,11 +320,12 @@ def test_saved_files_are_flushed_to_disk_before_the_index_names_them(tmp_path, m
     saver = Checkpointer(str(tmp_path), *fresh_parts())
     saver.save(100, {"step": 100}, {"frames": np.zeros(2, np.uint8)})
     names = [os.path.basename(path) for path in synced]
-    assert names.index("replay-100.npz.tmp.npz") < names.index("ckpt-100.index")
+    partial = f".partial-{os.getpid()}-"  # common.files.write_atomically's temporary names
+    assert names.index(f"{partial}replay-100.npz") < names.index("ckpt-100.index")
     assert any(name.startswith("ckpt-100.data") for name in names)
-    assert names.index("ckpt-100.index") < names.index("checkpoint.tmp")
+    assert names.index("ckpt-100.index") < names.index(f"{partial}checkpoint")
     save_model_atomically(fresh_parts()[0], str(tmp_path / "model.keras"))
-    assert ".partial-model.keras" in [os.path.basename(path) for path in synced]
+    assert f"{partial}model.keras" in [os.path.basename(path) for path in synced]
 
 
 def test_a_run_folder_plays_its_newest_checkpoint_when_newer_than_its_model(tmp_path, capsys):
@@ -339,3 +340,45 @@ def test_a_run_folder_plays_its_newest_checkpoint_when_newer_than_its_model(tmp_
     os.utime(tmp_path / "model.keras")  # now the model is the newest: it is played
     load_agent(str(tmp_path), "BreakoutNoFrameskip-v4", (3,), 2, build)
     assert "Playing with the network of checkpoint" not in capsys.readouterr().out
+
+
+def test_a_model_records_its_game_and_is_refused_on_another(tmp_path, capsys):
+    q_network = trained_parts()[0]
+    recorded = str(tmp_path / "recorded.keras")
+    save_model_atomically(q_network, recorded, "PongNoFrameskip-v4")
+    assert recorded_game(recorded) == "PongNoFrameskip-v4"
+    load_agent(recorded, "PongNoFrameskip-v4", (3,), 2, build_tiny)  # its own game: plays
+    # Space Invaders has Pong's 6 actions; the record, not the shape, tells them apart.
+    with pytest.raises(CheckpointError, match="was trained on PongNoFrameskip-v4, not Space"):
+        load_agent(recorded, "SpaceInvadersNoFrameskip-v4", (3,), 2, build_tiny)
+    bare = str(tmp_path / "bare.keras")
+    save_model_atomically(q_network, bare)  # as older versions saved it: no record
+    assert recorded_game(bare) is None
+    load_agent(bare, "SpaceInvadersNoFrameskip-v4", (3,), 2, build_tiny)
+    assert ("does not record the game it was trained on; playing it on "
+            "SpaceInvadersNoFrameskip-v4") in capsys.readouterr().err
+
+
+def test_a_run_folder_refuses_another_game_whichever_file_would_play(tmp_path):
+    q_network, target_network, optimizer = trained_parts()
+    Checkpointer(str(tmp_path / "checkpoints"), q_network, target_network, optimizer).save(
+        300, {"env_id": "PongNoFrameskip-v4", "step": 300})
+    save_model_atomically(q_network, str(tmp_path / "model.keras"))  # newer, no record
+    with pytest.raises(CheckpointError, match="holds a run of PongNoFrameskip-v4, not Space"):
+        load_agent(str(tmp_path), "SpaceInvadersNoFrameskip-v4", (3,), 2, build_tiny)
+
+
+def test_a_failed_save_leaves_no_temporary_folder_nor_its_replay(tmp_path, monkeypatch):
+    saver = Checkpointer(str(tmp_path), *fresh_parts())
+    real_write = tf.train.Checkpoint.write
+
+    def half_written(self, prefix, *args, **kwargs):
+        os.makedirs(prefix + "_temp", exist_ok=True)  # where TensorFlow writes, then renames
+        (tmp_path / "ckpt-100_temp" / "part").write_text("x")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tf.train.Checkpoint, "write", half_written)
+    with pytest.raises(CheckpointError, match="No space left"):
+        saver.save(100, {"step": 100}, {"frames": np.zeros(2, np.uint8)})
+    monkeypatch.setattr(tf.train.Checkpoint, "write", real_write)
+    assert os.listdir(tmp_path) == []

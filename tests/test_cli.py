@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from common.cli import (GracefulStop, Interrupted, check_writable, command_line, resume_advice,
-                        run)
+from common.cli import (GracefulStop, Interrupted, check_writable, command_line, in_its_words,
+                        resume_advice, run)
 from common.config import ConfigError
 
 
@@ -113,3 +113,57 @@ def test_an_interrupted_evaluation_exits_with_the_signal_status(tmp_path, capsys
                         video_dir=str(tmp_path / "V"))
     assert run(config, finished, stopped_evaluation) == status
     assert capsys.readouterr().err == f"Stopped by {signal_name} after 2 of 10 games.\n"
+
+
+@dataclasses.dataclass
+class NotebookConfig(TinyConfig):
+    buffer_size: int = 10
+    """replay size."""
+    overlap_updates: bool = True
+    """updates beside play."""
+
+
+def test_messages_name_settings_in_a_notebook_and_flags_elsewhere(monkeypatch):
+    message = ("runs/x already holds a run; add --resume to continue it, or choose another "
+               "--run-dir; pass a smaller --buffer-size (for example --buffer-size 20000); "
+               "--no-overlap-updates; --help")
+    assert in_its_words(message, NotebookConfig()) == message
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    monkeypatch.setattr(sys, "argv", ["/x/ipykernel_launcher.py", "-f", "kernel.json"])
+    assert in_its_words(message, NotebookConfig()) == (
+        "runs/x already holds a run; add resume = True to continue it, or choose another "
+        "run_dir; pass a smaller buffer_size (for example buffer_size = 20000); "
+        "overlap_updates = False; --help")
+
+
+def test_a_refusal_in_a_notebook_names_the_setting(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    monkeypatch.setattr(sys, "argv", ["/x/ipykernel_launcher.py", "-f", "kernel.json"])
+
+    def refused(config):
+        raise ConfigError(f"{config.run_dir} already holds a run; add --resume to continue it")
+
+    assert run(NotebookConfig(run_dir=str(tmp_path)), refused, no_evaluation) == 2
+    assert "add resume = True to continue it" in capsys.readouterr().err
+
+
+def test_what_a_stop_does_is_said_when_it_is_asked_for(capsys):
+    with GracefulStop("stopping; the unfinished game is not scored") as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert stop.requested
+    assert ("SIGTERM received: stopping; the unfinished game is not scored"
+            in capsys.readouterr().out)
+
+
+def test_flags_given_with_resume_wait_for_the_runs_own_settings(tmp_path):
+    """`--resume --buffer-size 20000` must not be refused for the default --learning-starts
+    (50,000): the run's own settings are checked with it, by Run, once they are read."""
+    import breakout_dqn
+    from common.config import parse_config
+
+    config = parse_config(breakout_dqn.Config, ["--resume", "--buffer-size", "20000",
+                                                "--run-dir", str(tmp_path)])
+    trained = []
+    assert run(config, lambda config: trained.append(config) or finished(config),
+               no_evaluation) == 0
+    assert trained

@@ -191,3 +191,42 @@ def test_n_step_is_at_least_one_and_below_the_memory_size(n_step, message):
         check_config(NStepConfig(n_step=n_step))
     assert message in str(error.value) and "\n" not in str(error.value)
     check_config(NStepConfig(n_step=3))
+
+
+@dataclasses.dataclass
+class TrainingConfig(ExampleConfig):
+    eps_end: float = 0.1
+    """final epsilon."""
+    overlap_updates: bool = True
+    """updates beside play."""
+    deterministic: bool = False
+    """exact runs."""
+    evaluate: str = ""
+    """a model to play."""
+    plot: list[str] = dataclasses.field(default_factory=list)
+    """runs to draw."""
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--total-steps", "100000000000000000000"], "--total-steps must be at most 1,000,000,000,000"),
+    (["--total-steps", "50"], "--total-steps (50) must be more than --learning-starts (50)"),
+    (["--eps-start", "0.01", "--eps-end", "0.5"], "--eps-end (0.5) must not be above --eps-start"),
+    (["--deterministic", "--overlap-updates"], "--deterministic runs every update in turn"),
+    (["--evaluate", "m.keras", "--plot", "runs/a"], "--evaluate plays an agent and --plot draws"),
+])
+def test_settings_that_cannot_work_are_refused_before_any_work(argv, message):
+    with pytest.raises(ConfigError) as error:
+        check_config(parse_config(TrainingConfig, argv))
+    assert message in str(error.value)
+
+
+def test_deterministic_alone_is_accepted_and_the_cross_checks_wait_for_a_resume():
+    check_config(parse_config(TrainingConfig, ["--deterministic"]))
+    check_config(TrainingConfig(deterministic=True))  # a notebook's Config: overlap not given
+    check_config(parse_config(TrainingConfig, ["--evaluate", "m.keras", "--total-steps", "10"]))
+    # On --resume the run's own --learning-starts is not known yet: no cross check.
+    check_config(parse_config(TrainingConfig, ["--resume", "--buffer-size", "20"]),
+                 across_fields=False)
+    with pytest.raises(ConfigError, match="--buffer-size must be a positive"):
+        check_config(parse_config(TrainingConfig, ["--resume", "--buffer-size", "0"]),
+                     across_fields=False)

@@ -19,7 +19,6 @@ and the last 100 training games below 0.1 (against 0.76 to 0.90 when correct).
 import csv
 import os
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -53,10 +52,18 @@ def play_games(choose_action, num_games: int, seed: int) -> list[float]:
 OPTIONS = {"double_dqn": True, "n_step": 3, "dueling": True}
 
 
+# The default mode, updates beside play, learns too; its result depends on thread timing,
+# so it is held to lower bars (its last 100 games scored from 0.5 to 0.9 in our trials).
+OVERLAPPED = {"overlap_updates": True}
+BARS = {"paper": (0.5, 0.8), "double-n3-dueling": (0.5, 0.8), "overlapped": (0.2, 0.6)}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [{}, OPTIONS], ids=["paper", "double-n3-dueling"])
-def test_training_loop_learns_catch_far_better_than_random(tmp_path, options):
-    keras.utils.set_random_seed(SEED)  # the networks' initial weights
+@pytest.mark.parametrize("options, bars", [({}, "paper"), (OPTIONS, "double-n3-dueling"),
+                                           (OVERLAPPED, "overlapped")],
+                         ids=["paper", "double-n3-dueling", "overlapped"])
+def test_training_loop_learns_catch_far_better_than_random(tmp_path, options, bars):
+    training_bar, greedy_bar = BARS[bars]
     config = breakout_dqn.Config(
         env_id="Catch",
         total_steps=6_000,
@@ -72,8 +79,7 @@ def test_training_loop_learns_catch_far_better_than_random(tmp_path, options):
         run_dir=str(tmp_path),
         log_every_games=1_000,
         checkpoint_every=100_000,
-        overlap_updates=False,  # updates in turn: the same run every time, not a timing race
-        **options,
+        **{"overlap_updates": False, **options},  # in turn: the same run every time
     )
 
     summary = breakout_dqn.train(config, make_env=make_catch_env,
@@ -84,7 +90,7 @@ def test_training_loop_learns_catch_far_better_than_random(tmp_path, options):
     with open(tmp_path / "progress.csv", newline="") as file:
         training_scores = [float(row["score"]) for row in csv.DictReader(file)]
     assert len(training_scores) == summary["games"] > 600  # each game lasts 9 steps
-    assert np.mean(training_scores[-100:]) > 0.5, (
+    assert np.mean(training_scores[-100:]) > training_bar, (
         f"the last 100 training games score {np.mean(training_scores[-100:]):.2f} on average")
 
     # The saved agent, played greedily on games it never saw, against a random policy.
@@ -96,6 +102,6 @@ def test_training_loop_learns_catch_far_better_than_random(tmp_path, options):
                                EVALUATION_GAMES, seed=SEED + 1_000)
     # Random play averages about -0.6; a perfect agent +1.0.
     assert np.mean(random_scores) < -0.3
-    assert np.mean(trained_scores) > 0.8, (
+    assert np.mean(trained_scores) > greedy_bar, (
         f"the trained agent scores {np.mean(trained_scores):.2f} on average over "
         f"{EVALUATION_GAMES} greedy games (random play: {np.mean(random_scores):.2f})")

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from common.logger import (PROGRESS_FIELDS, HeldOutQ, ProgressPicture, RunLogger, StepRate,
-                           action_names, describe_device, format_duration, progress_line,
+                           action_names, describe_device, format_duration, plural, progress_line,
                            start_banner, time_left)
 
 
@@ -338,6 +338,7 @@ def test_flush_to_disk_fsyncs_both_csv_files(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("common.logger.os.fsync", lambda fd: synced.append(os.readlink(
         f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else fd))
     logger = RunLogger(str(tmp_path))
+    synced.clear()  # creating the files (atomically, durably) synced them and their folder
     logger.log_game(100, 1, 1.0, 1.0, 0.5, 0.1, 0.1)
     logger.log_heldout_q(100, 0.5)
     assert logger.flush_to_disk() is True
@@ -386,3 +387,34 @@ def test_a_picture_that_cannot_be_written_warns_once_and_logging_goes_on(tmp_pat
     assert "Traceback" not in warnings
     assert [row[0] for row in read_rows(tmp_path)[1:]] == ["100", "200"]
     assert ProgressPicture(str(tmp_path / "missing"), 60).redraw() is False
+
+
+def test_the_banner_says_the_seed_and_what_it_promises():
+    default = start_banner(types.SimpleNamespace(**vars(BANNER_CONFIG), seed=7), None, 10**6,
+                           device="CPU")
+    assert default.splitlines()[-1].startswith("  seed           7, the same seed gives the "
+                                               "same first network and games")
+    exact = start_banner(types.SimpleNamespace(**vars(BANNER_CONFIG), seed=7, deterministic=True),
+                         None, 10**6, device="CPU")
+    assert "7, deterministic: the same seed repeats this run exactly" in exact
+
+
+def test_counts_and_durations_read_well_at_any_size():
+    assert [plural(1, "game"), plural(2, "game"), plural(1000, "step")] == [
+        "1 game", "2 games", "1,000 steps"]
+    assert format_duration(3723) == "1:02:03"
+    assert format_duration(1e20) == "over 100 years"  # no OverflowError
+
+
+def test_damaged_heldout_states_are_set_aside_and_a_new_set_is_drawn(tmp_path, capsys):
+    (tmp_path / "heldout_states.npz").write_bytes(b"not an archive")
+    logger = RunLogger(str(tmp_path), resume_step=1000)
+    heldout = HeldOutQ(str(tmp_path), logger, size=4, every=10, resume_step=1000,
+                       draw_at_step=1000)
+    warning = capsys.readouterr().err
+    assert "held-out states" in warning and "kept as they were in" in warning
+    aside = list(tmp_path.glob("heldout_states.damaged-*.npz"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"not an archive"
+    heldout.after_step(1001, FakeMemory(size=10), mean_pixel_q)
+    logger.close()
+    assert heldout.states is not None and (tmp_path / "heldout_states.npz").exists()

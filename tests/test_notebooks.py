@@ -94,7 +94,7 @@ def test_the_notebook_runs_alone_with_a_live_curve_and_embedded_videos(alone, ga
     assert embedded_mp4s(training) == [videos[-1].read_bytes()]  # the newest game, embedded
 
     evaluation = next(cell for cell in executed.cells if "evaluation_config =" in cell.source)
-    assert "Mean score over 1 games" in stream_text(evaluation)
+    assert "over 1 game." in stream_text(evaluation)
     evaluation_videos = list((alone / "videos" / game).glob(f"{game}_evaluation_game*.mp4"))
     assert embedded_mp4s(evaluation) == [evaluation_videos[0].read_bytes()]
 
@@ -128,3 +128,22 @@ def test_the_standalone_file_trains_as_one_notebook_cell(alone):
     assert "Finished (total steps reached) after 600 steps" in stream_text(notebook.cells[0])
     assert (alone / "runs" / "breakout" / "model.keras").is_file()
     assert list((alone / "videos" / "breakout").glob("breakout_game*_score*.mp4"))
+
+
+def test_a_refused_training_stops_the_notebook_before_any_evaluation(alone):
+    # A folder whose run ended before its first checkpoint: training is refused at once.
+    run_dir = alone / "runs" / "breakout"
+    run_dir.mkdir(parents=True)
+    (run_dir / "progress.csv").write_text("step,game\n100,1\n")
+    shutil.copy(ROOT / "notebooks" / "breakout_dqn.ipynb", alone)
+    with pytest.raises(papermill.PapermillExecutionError, match="TrainingStopped"):
+        papermill.execute_notebook(
+            str(alone / "breakout_dqn.ipynb"), str(alone / "executed.ipynb"),
+            parameters={**TINY, "evaluation_games": 1}, cwd=str(alone), progress_bar=False)
+    executed = nbformat.read(alone / "executed.ipynb", as_version=4)
+    training = next(cell for cell in executed.cells if "live = LiveProgress(config)" in cell.source)
+    refusal = stream_text(training)
+    assert "choose another run_dir, or delete" in refusal and "--run-dir" not in refusal
+    evaluation = next(cell for cell in executed.cells if "evaluation_config =" in cell.source)
+    assert evaluation.execution_count is None and not evaluation.outputs
+    assert not list(alone.rglob("*.mp4"))  # nothing was played

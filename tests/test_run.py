@@ -153,10 +153,14 @@ def test_the_lock_refuses_a_live_process_and_takes_over_stale_ones(tmp_path):
     lock.release()  # releasing twice, or a lock already gone, is harmless
 
 
-def test_a_new_run_refuses_a_folder_with_an_earlier_progress_csv(tmp_path):
+def test_a_folder_whose_run_stopped_before_its_first_checkpoint_says_what_to_do(tmp_path):
     (tmp_path / "progress.csv").write_text("step,game\n100,1\n")
-    with pytest.raises(CheckpointError, match="would overwrite; choose another --run-dir"):
-        open_run(str(tmp_path / "checkpoints"), resume=False, env_id="BreakoutNoFrameskip-v4")
+    for resume in (False, True):  # neither a new run nor a resume may go on there
+        with pytest.raises(CheckpointError, match=r"it saved no checkpoint, so it cannot be "
+                           r"resumed; choose another --run-dir, or delete .* to start again"):
+            open_run(str(tmp_path / "checkpoints"), resume=resume,
+                     env_id="BreakoutNoFrameskip-v4")
+    assert (tmp_path / "progress.csv").read_text() == "step,game\n100,1\n"  # untouched
 
 
 def test_a_resume_that_does_not_fit_in_memory_advises_no_refused_flag(tmp_path, monkeypatch):
@@ -254,3 +258,81 @@ class EvaluationSettings:
     """what to play."""
     dueling: bool = False
     """dueling network."""
+
+
+def catch_config(script, run_dir, **changes):
+    """A short run of a game script's own Config on Catch (tests/catch_env.py)."""
+    settings = dict(env_id="Catch", total_steps=600, solved_at=2.0, buffer_size=2_000,
+                    learning_starts=100, batch_size=16, target_update_every=100,
+                    video_every=0, run_dir=str(run_dir), log_every_games=100_000,
+                    checkpoint_every=300)
+    return script.Config(**{**settings, **changes})
+
+
+def train_catch(script, config):
+    from tests.catch_env import build_small_q_network, make_catch_env
+
+    return script.train(config, make_env=make_catch_env, build_q_network=build_small_q_network)
+
+
+def read_rows(path):
+    import csv
+
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.mark.slow
+def test_a_solved_run_stops_says_so_and_saves_its_model(tmp_path, capsys):
+    import breakout_dqn
+
+    # Random play scores about -0.6 a game: a threshold of -0.9 is met at the 100th game.
+    config = catch_config(breakout_dqn, tmp_path, total_steps=100_000, solved_at=-0.9)
+    summary = train_catch(breakout_dqn, config)
+    assert not summary["stopped"] and summary["step"] < 100_000
+    assert summary["games"] == 100 and summary["running_reward"] >= -0.9
+    assert "Finished (solved: running reward" in capsys.readouterr().out
+    assert (tmp_path / "model.keras").is_file()
+    assert read_loop_state(str(tmp_path / "checkpoints"))["step"] == summary["step"]
+
+
+@pytest.mark.slow
+def test_pong_dqn_trains_resumes_and_evaluates(tmp_path, capsys):
+    """pong_dqn.py's own train and evaluate, on Catch; a resume without its memory
+    plays learning_starts steps before it learns again."""
+    import pong_dqn
+
+    train_catch(pong_dqn, catch_config(pong_dqn, tmp_path, learning_starts=200))
+    resumed = catch_config(pong_dqn, tmp_path, learning_starts=200, total_steps=1_200,
+                           resume=True)
+    summary = train_catch(pong_dqn, resumed)
+    assert summary["step"] == 1_200 and "replay memory refills" in capsys.readouterr().out
+    rows = [row for row in read_rows(tmp_path / "progress.csv") if int(row["step"]) > 600]
+    refilling = [row["loss"] for row in rows if int(row["step"]) <= 800]
+    learning = [row["loss"] for row in rows if int(row["step"]) > 820]
+    assert refilling and all(loss == "nan" for loss in refilling)  # no update while it refills
+    assert learning and all(loss != "nan" for loss in learning)
+    from tests.catch_env import build_small_q_network, make_catch_env
+
+    scores = pong_dqn.evaluate(dataclasses.replace(resumed, evaluate=str(tmp_path), episodes=3,
+                                                   video_dir=str(tmp_path / "V")),
+                               make_env=make_catch_env, build_q_network=build_small_q_network)
+    assert len(scores) == 3 and "over 3 games." in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_no_disk_room_for_the_memory_saves_the_rest_with_a_warning(tmp_path, capsys,
+                                                                  monkeypatch):
+    import breakout_dqn
+
+    import shutil
+
+    monkeypatch.setattr("common.checkpoint.shutil.disk_usage",
+                        lambda path: shutil._ntuple_diskusage(10**6, 10**6 - 10, 10))
+    train_catch(breakout_dqn, catch_config(breakout_dqn, tmp_path, save_replay=True))
+    warnings = capsys.readouterr().err
+    assert warnings.count("warning: no disk space for the replay memory") == 2  # at 300, 600
+    assert "saved without it" in warnings
+    checkpoints = tmp_path / "checkpoints"
+    assert read_loop_state(str(checkpoints))["replay_saved"] is False
+    assert not list(checkpoints.glob("replay-*")) and not list(checkpoints.glob(".partial-*"))

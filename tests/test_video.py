@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from common.atari import make_env
-from common.video import GameRecorder
+from common.video import GameRecorder, is_whole_mp4
 
 
 def play_games(env, games, seed=0):
@@ -122,7 +122,8 @@ def test_a_label_keeps_evaluation_videos_apart(tmp_path):
 
 
 @pytest.mark.parametrize("folder", ["uncreatable", "unwritable"])
-def test_a_video_folder_that_cannot_be_written_warns_and_play_goes_on(tmp_path, capsys, folder):
+def test_a_video_folder_that_cannot_be_written_warns_and_play_goes_on(tmp_path, capsys, folder,
+                                                                     monkeypatch):
     if folder == "uncreatable":
         (tmp_path / "a-file").write_text("")
         video_dir = tmp_path / "a-file" / "videos"  # a folder inside a file cannot exist
@@ -130,10 +131,12 @@ def test_a_video_folder_that_cannot_be_written_warns_and_play_goes_on(tmp_path, 
         video_dir = tmp_path / "videos"
         video_dir.mkdir()
         video_dir.chmod(0o500)
-        if os.access(video_dir, os.W_OK):  # root can write anyway: make it a file instead
-            video_dir.chmod(0o700)
-            video_dir.rmdir()
-            video_dir.write_text("")
+
+        def refused(path, **kwargs):  # what ffmpeg meets there, even as root (CI runs as root)
+            raise PermissionError(13, "Permission denied")
+
+        if os.access(video_dir, os.W_OK):  # root may write anyway: the refusal is stood in
+            monkeypatch.setattr("common.video.imageio.get_writer", refused)
     env = make_env("BreakoutNoFrameskip-v4", video_dir=str(video_dir), video_every=1,
                    max_frames_per_game=400)
     play_games(env, 2)  # no AttributeError, no crash: the games are played
@@ -142,3 +145,52 @@ def test_a_video_folder_that_cannot_be_written_warns_and_play_goes_on(tmp_path, 
     assert len(warnings) >= 2  # one line per game that was to be recorded
     assert all(line.startswith("warning: could not write video of game") for line in warnings)
     assert not (video_dir.is_dir() and os.listdir(video_dir))
+    if folder == "unwritable":
+        assert "Permission denied" in warnings[0]
+
+
+@pytest.mark.slow  # over a second: pytest -m "not slow" stays under a minute
+def test_a_recording_ffmpeg_could_not_finish_is_removed_with_one_warning(tmp_path, capfd,
+                                                                        monkeypatch):
+    real_get_writer = imageio.get_writer
+    opened = []
+
+    def writer_on_a_full_disk(path, **kwargs):  # the first game's ffmpeg quietly fails
+        writer = real_get_writer(path, **kwargs)
+        opened.append(path)
+        if len(opened) == 1:
+            real_close = writer.close
+
+            def close():
+                real_close()
+                assert is_whole_mp4(path)  # what ffmpeg writes when it can
+                with open(path, "r+b") as file:
+                    file.truncate(8_000)  # cut before its index, as on a full disk
+
+            writer.close = close
+        return writer
+
+    monkeypatch.setattr("common.video.imageio.get_writer", writer_on_a_full_disk)
+    env = make_env("BreakoutNoFrameskip-v4", video_dir=str(tmp_path), video_every=1,
+                   max_frames_per_game=2_000)
+    play_games(env, 2)
+    env.close()
+    err = capfd.readouterr().err
+    assert err.count("warning: could not write video of game 1") == 1
+    assert "ffmpeg could not finish the file" in err
+    assert "moov" not in err and "ffmpeg version" not in err  # ffmpeg's own lines stay quiet
+    names = sorted(os.listdir(tmp_path))
+    assert len(names) == 1 and names[0].startswith("breakout_game000002_score")
+    assert is_whole_mp4(str(tmp_path / names[0]))
+
+
+def test_is_whole_mp4_needs_every_box_and_the_index(tmp_path):
+    def box(kind, payload=b""):
+        return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+    whole = box(b"ftyp", b"isom") + box(b"mdat", b"\x00" * 100) + box(b"moov", b"x" * 20)
+    cases = {"whole": whole, "no-index": whole[:-28], "cut": whole[:-5], "empty": b""}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    assert [is_whole_mp4(str(tmp_path / name)) for name in cases] == [True, False, False, False]
+    assert not is_whole_mp4(str(tmp_path / "missing"))

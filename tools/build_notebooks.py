@@ -65,7 +65,7 @@ PACKAGE = "common"
 
 NOTEBOOK_SETTINGS = ("total_steps", "learning_starts", "buffer_size", "video_every",
                      "log_every_games", "seed", "run_dir", "video_dir", "resume",
-                     "double_dqn", "n_step", "dueling")
+                     "deterministic", "double_dqn", "n_step", "dueling")
 """Config fields the notebook's settings cell sets (its defaults are the script's)."""
 
 NOT_NEEDED_TO_RUN = {"pytest", "nbformat", "nbclient", "papermill", "ipykernel"}

@@ -34,8 +34,10 @@ Change the run here, then run all cells (Runtime > Run all). One *step* is one
 agent decision, repeated for 4 emulator frames. The defaults are the script's
 `Config` defaults: a full run, many hours long even on a GPU. For a first look,
 try `total_steps = 5_000`, `learning_starts = 1_000`, `buffer_size = 10_000` and
-`video_every = 1`. The last three, `double_dqn`, `n_step` and `dueling`, are the
-options beyond the paper, off by default (the README says what each changes).
+`video_every = 1`. `seed` fixes the first network and games; `deterministic = True`
+repeats a run exactly on the same machine and software (slower). The last three,
+`double_dqn`, `n_step` and `dueling`, are the options beyond the paper, off by
+default (the README says what each changes).
 Every other setting of `Config` keeps its default; the training cell shows how to
 pass more.
 """
@@ -109,7 +111,6 @@ execution): the run saves a checkpoint and says so. To go on later, set
 
 # %%
 import dataclasses
-import functools
 import glob
 import io
 import time
@@ -190,13 +191,30 @@ class LiveProgress:
             self.video_shown = videos[-1]
 
 
+class TrainingStopped(Exception):
+    """Stops "Run all" (and papermill) when training did not finish: nothing below runs."""
+
+    def _render_traceback_(self):  # IPython shows this one line instead of a traceback
+        return [f"TrainingStopped: {self}"]
+
+
 # %%
 # More settings: add them here, e.g. learning_rate=2.5e-4 (see the Configuration section).
 # <<config>>
 live = LiveProgress(config)
-status = run(config, functools.partial(train, on_game=live.update), evaluate)
+outcome = {}
+
+
+def train_with_live_curve(config):
+    outcome["summary"] = train(config, on_game=live.update)
+    return outcome["summary"]
+
+
+status = run(config, train_with_live_curve, evaluate)
 live.refresh()  # the final curve and the last recorded game
-print(f"Training ended with status {status} (0: finished or stopped cleanly).")
+if status != 0 or outcome["summary"]["stopped"]:
+    raise TrainingStopped("training did not finish (see the lines above); the cells below "
+                          "were not run")
 
 """
 ## Evaluation
