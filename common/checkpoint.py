@@ -39,6 +39,7 @@ import tensorflow as tf
 
 from common.fault_points import pause_point
 from common.files import first_line, fsync, write_atomically
+from common.networks import DuelingHead  # noqa: F401  registered with Keras, so models load
 
 
 class CheckpointError(RuntimeError):

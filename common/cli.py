@@ -24,7 +24,7 @@ import sys
 from typing import Any, Callable
 
 from common.checkpoint import CheckpointError, latest_checkpoint
-from common.config import ConfigError, check_config, in_notebook, kernel_arguments, parse_config
+from common.config import ConfigError, check_config, in_notebook, in_notebook_cell, parse_config
 
 
 def command_line(config_class: type, train: Callable[[Any], dict],
@@ -44,10 +44,10 @@ def command_line(config_class: type, train: Callable[[Any], dict],
         The exit status (see the module docstring). A bad flag exits with status 2.
     """
     config = parse_config(config_class, argv, description=description)
-    return run(config, train, evaluate, argv)
+    return train_or_evaluate(config, train, evaluate, argv)
 
 
-def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], list[float]],
+def train_or_evaluate(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], list[float]],
         argv: list[str] | None = None) -> int:
     """Checks a configuration, then trains or evaluates, with one-line messages.
 
@@ -124,7 +124,7 @@ def in_its_words(message: str, config: Any) -> str:
     ``--no-overlap-updates`` is ``overlap_updates = False`` and ``--buffer-size 20000``
     is ``buffer_size = 20000``.
     """
-    if not kernel_arguments():
+    if not in_notebook_cell():
         return message
     names = {field.name for field in dataclasses.fields(config)}
 
@@ -167,7 +167,7 @@ def resume_advice(argv: list[str] | None = None, flag: str = "", change: str = "
         in a notebook cell. The command never drops a flag of the run, so it never
         starts a new run over the old one.
     """
-    if kernel_arguments():  # a notebook cell, not %run
+    if in_notebook_cell():  # a notebook cell, not %run
         setting = f"set {change} and " if change else ""
         return (f"to resume, {setting}set resume = True in the settings cell (or "
                 f"Config(resume=True)) and run the training cell again")

@@ -74,8 +74,8 @@ def in_notebook() -> bool:
     return "ipykernel" in sys.modules
 
 
-def kernel_arguments() -> bool:
-    """Whether ``sys.argv`` holds a notebook kernel's own arguments, not the user's.
+def in_notebook_cell() -> bool:
+    """Whether this runs in a notebook cell, whose ``sys.argv`` is the kernel's, not the user's.
 
     A kernel starts as ``ipykernel_launcher.py -f kernel.json`` (Colab:
     ``colab_kernel_launcher.py``); ``%run script.py --flag`` replaces that with
@@ -102,7 +102,7 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
         one-line message and status 2.
     """
     if argv is None:
-        argv = [] if kernel_arguments() else sys.argv[1:]
+        argv = [] if in_notebook_cell() else sys.argv[1:]
     docs = field_docstrings(config_class)
     parser = _OneLineParser(description=description)
     hints = {field.name: field.type for field in dataclasses.fields(config_class)}

@@ -1,8 +1,9 @@
 """The parts of DQN that run inside TensorFlow: acting, learning, target sync.
 
 Each function returns a ``tf.function``, traced once and then run as a graph:
-one call costs about a millisecond on a CPU, where ``model.predict`` costs about
-a hundred (it builds a dataset and a progress bar on every call).
+choosing one action cost 1 to 2 ms on a 2-core Intel Xeon, where ``model.predict``
+cost about 110 (it builds a dataset and a progress bar on every call); see
+``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ class FusedAdam(keras.optimizers.Adam):
 
     Why: Keras 3 updates each variable with several separate element-wise
     operations; TensorFlow's fused kernel does the same arithmetic in one pass
-    over memory, which saves about 2 ms of the 15 to 20 ms of one Nature-network
-    update on a CPU. The slots (first and second moments) are Keras' own, so
+    over memory: one Nature-network update took 27.9 ms against Keras' 30.8 ms on a
+    2-core Intel Xeon (``docs/performance.md``). The slots (first and second moments) are Keras' own, so
     checkpoints and everything else about the optimizer stay as they are.
 
     The maths is Adam's (Kingma and Ba, 2015), exactly as Keras computes it; the
@@ -247,9 +248,10 @@ def make_target_sync(q_network: keras.Model, target_network: keras.Model) -> Cal
 class BackgroundLearner:
     """Runs DQN updates on a worker thread while the agent goes on playing.
 
-    Why: on a 2-core CPU one update of the Nature network takes 15 to 20 ms and
-    the four steps of play between two updates about 6 ms. Doing both at once
-    instead of in turn makes the whole loop faster (see the README's benchmark).
+    Why: on a CPU one update of the Nature network takes several times as long as
+    the four steps of play between two updates (28 ms against about 6 ms on a 2-core
+    Intel Xeon). Doing both at once instead of in turn makes the whole loop faster
+    (``docs/performance.md``).
 
     With ``overlap=True`` the agent may act while an update is being applied, so
     with weights one update old, or with some layers already updated and others

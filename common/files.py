@@ -171,6 +171,6 @@ def set_aside(path: str) -> str:
         suffix = f"-{attempt}" if attempt else ""
         aside = os.path.join(folder, f"{name}.damaged-{stamp}{suffix}{extension}")
         if not os.path.lexists(aside):
-            os.replace(path, aside)
+            os.rename(path, aside)  # a rename, never over another file: the name is free
             return aside
     raise AssertionError("unreachable")

@@ -259,8 +259,8 @@ class Run:
             memory: the replay memory, from which the held-out states are drawn.
             greedy_actions: the policy, which also gives the action values.
         """
-        self.heldout_q.after_step(state.step, memory, greedy_actions)  # the paper's Fig. 2
-        self.logger.after_step(state.step, epsilon)
+        self.heldout_q.measure_when_due(state.step, memory, greedy_actions)  # the paper's Fig. 2
+        self.logger.on_step(state.step, epsilon)
 
     def save(self, state: LoopState, memory: ReplayMemory, learner: BackgroundLearner) -> str:
         """Writes a checkpoint of the whole run; returns its path.

@@ -16,7 +16,7 @@ import sys
 import gymnasium as gym
 import imageio.v2 as imageio
 
-from common.files import first_line
+from common.files import first_line, write_atomically
 
 FRAMES_PER_SECOND = 60  # the Atari 2600 runs at 60 frames per second
 # What a failing ffmpeg writer raises: OSError for a full disk or a broken pipe,
@@ -125,7 +125,9 @@ console.
             self._writer = None
             if not is_whole_mp4(self._partial_path):  # ffmpeg failed quietly (a full disk)
                 raise OSError("ffmpeg could not finish the file")
-            os.replace(self._partial_path, final_path)
+            # A finished recording takes its name whole, flushed to the disk like the logs.
+            write_atomically(final_path, lambda temporary: os.rename(self._partial_path,
+                                                                    temporary))
         except WRITE_ERRORS as error:
             self._warn(error)
 

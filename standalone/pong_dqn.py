@@ -6,8 +6,8 @@ Accelerator: GPU recommended; a CPU run works, slowly.
 
 # GENERATED FILE: do not edit it by hand. `python tools/build_notebooks.py` wrote it
 # from pong_dqn.py, common/files.py, common/config.py, common/video.py, common/atari.py,
-# common/fault_points.py, common/checkpoint.py, common/plot.py, common/logger.py,
-# common/cli.py, common/dqn.py, common/networks.py, common/replay.py and common/run.py;
+# common/fault_points.py, common/networks.py, common/checkpoint.py, common/plot.py,
+# common/cli.py, common/dqn.py, common/logger.py, common/replay.py and common/run.py;
 # edit those and run that command again.
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ stops when the mean score of the last 100 games reaches 18 (a game is won
 21 to at most 3), saving the network as `runs/pong/model.keras`. A Pong score
 runs from -21 (every point lost) to +21. `python pong_dqn.py --help` lists
 every setting. Where this script or `common/` departs from the paper, a comment
-says `Deviation (...)`; the README's implementation details list exactly those.
+says `Deviation (...)`; `docs/implementation-details.md` lists exactly those.
 """
 
 """
@@ -90,12 +90,331 @@ import tensorflow as tf
 
 
 """
-## The shared parts, from common/
+## Configuration
 
-The project keeps the stable, tested parts of DQN in its package `common/`. This
-file has them written in, each module once and after the modules it uses, so
-that it runs on its own: copied alone into an empty folder, or pasted into a
-single notebook cell. They are generated from `common/`: change them there.
+Every setting lives here, with its unit. The command line can override any of
+them (`--total-steps 2000`, `--video-every 0`, ...). One *step* is one agent
+decision, which the environment repeats for 4 emulator frames, so 1,000,000
+steps are 4,000,000 frames, a little over 18 hours of play at 60 frames a second.
+
+The defaults follow the Nature paper except where CleanRL's `dqn_atari.py`
+learns faster; those lines say `Deviation`. CleanRL's curves with its own settings
+reach a Pong score of 18 near 2.4 to 3.2 million steps; ours decay exploration
+faster and we expect them to get there no later.
+"""
+
+
+@dataclass
+class Config:
+    env_id: str = "PongNoFrameskip-v4"
+    """Gymnasium id of the game: a NoFrameskip-v4 id (no sticky actions; the frame
+    skipping is done by our wrappers)."""
+    # Deviation (training-length): the paper trained for 50 million frames and then
+    # evaluated; a run here stops once solved_at is reached, or after total_steps.
+    total_steps: int = 10_000_000
+    """agent steps to train for at most (one step is 4 emulator frames)."""
+    solved_at: float = 18.0
+    """stop once the mean raw score of the last 100 games reaches this."""
+    seed: int = 1
+    """seed of everything random: the initial weights, the games, the exploration and the
+    replay sampling. A run starts alike each time; later the update thread's timing may
+    make it drift (--deterministic repeats it exactly)."""
+    buffer_size: int = 1_000_000
+    """replay memory size in transitions, as in the paper (about 7.1 GB: one 84x84
+    frame each)."""
+    learning_starts: int = 50_000
+    """agent steps of uniformly random play that fill the memory before learning starts
+    (paper: 50,000)."""
+    batch_size: int = 32
+    """transitions per gradient update (paper: 32)."""
+    train_every: int = 4
+    """agent steps between two gradient updates (paper: 4)."""
+    # Deviation (target-update): the paper copies every 10,000 steps; CleanRL's 1,000
+    # learns Breakout faster.
+    target_update_every: int = 1_000
+    """agent steps between copies of the online network into the target network
+    (paper: 10,000)."""
+    # Deviation (adam): the paper used RMSProp (learning rate 0.00025, momentum 0.95);
+    # CleanRL's Adam at 1e-4 learns faster and is less sensitive to its settings.
+    learning_rate: float = 1e-4
+    """Adam learning rate (paper: RMSProp at 0.00025)."""
+    gamma: float = 0.99
+    """discount factor per agent step (paper: 0.99)."""
+    eps_start: float = 1.0
+    """exploration rate epsilon when learning starts, where its decay begins; play is
+    uniformly random before (paper: 1.0)."""
+    # Deviation (exploration): the paper falls to 0.1 over 1,000,000 steps (its table says
+    # "frames", but DeepMind's code counts agent steps and starts when learning starts);
+    # ours falls to 0.01 four times faster, so that the agent's own play dominates early.
+    eps_end: float = 0.01
+    """exploration rate after the decay (paper: 0.1)."""
+    eps_decay_steps: int = 250_000
+    """agent steps, counted from learning_starts, over which epsilon falls linearly to
+    eps_end (paper: 1,000,000)."""
+    # Deviation (gradient-clipping): the paper clips no gradient; Stable-Baselines3 does.
+    max_gradient_norm: float = 10.0
+    """gradients are rescaled to at most this global norm (the paper has no such
+    clipping)."""
+    double_dqn: bool = False
+    """Double DQN's target (van Hasselt et al., 2016): the online network picks the next
+    action, the target network values it; off, as in the paper."""
+    n_step: int = 1
+    """rewards each target sums before it bootstraps, gamma^N times the value N steps on
+    (n-step returns; Rainbow, Hessel et al., 2018, uses 3); 1, as in the paper."""
+    dueling: bool = False
+    """the dueling network of Wang et al. (2016): a state-value and an action-advantage
+    stream; off, as in the paper."""
+    overlap_updates: bool = True
+    """run each update on a worker thread while the agent plays on (faster; the agent may
+    act with weights one update old)."""
+    deterministic: bool = False
+    """repeat a run exactly, given the same seed, machine and TensorFlow version: exact
+    TensorFlow ops and every update in turn (implies --no-overlap-updates; slower)."""
+    video_every: int = 100
+    """record every N-th game as an MP4 (0: never)."""
+    video_dir: str = "videos/pong"
+    """folder for the MP4 recordings."""
+    run_dir: str = "runs/pong"
+    """folder for progress.csv, TensorBoard logs, checkpoints and model.keras."""
+    log_every_games: int = 10
+    """print a console line every N finished games."""
+    checkpoint_every: int = 50_000
+    """agent steps between checkpoints (each about 27 MB without the replay memory)."""
+    resume: bool = False
+    """continue the run saved in --run-dir from its latest checkpoint."""
+    save_replay: bool = False
+    """also save the replay memory with each checkpoint, so a resume need not refill it:
+    7.1 GB each at 1,000,000 transitions, and up to 4 on disk at once (28 GB: the 3 kept
+    and the one being written); free disk space is checked before each."""
+    evaluate: str = ""
+    """instead of training, play a saved agent: a .keras file or a run folder."""
+    plot: list[str] = field(default_factory=list)
+    """instead of training, draw the learning curves of these run folders (overlaid) as a PNG."""
+    # Deviation (evaluation-games): the paper scores 30 games; 10 take a third of the time.
+    episodes: int = 10
+    """games to play with --evaluate (the paper played 30)."""
+    eval_epsilon: float = 0.05
+    """exploration rate while evaluating (paper: 0.05)."""
+
+
+"""
+## Environment
+
+`make_env` applies the DeepMind preprocessing (see `common/atari.py` for each
+step): 1 to 30 random no-ops at the start of a game, every action repeated for
+4 frames with the pixel-wise maximum of the last two frames as the observation
+(Atari sprites flicker), a lost life ending the learning episode while the game
+goes on (Pong has no lives, so its episodes are whole games), FIRE pressed
+after each reset in every game that has it (a departure from the paper),
+rewards clipped to -1, 0 or +1 (Pong's are already), 84x84 grayscale frames and
+a stack of the last 4 of them. The score we report is the raw score of a whole
+game (21 points, the agent's minus the opponent's); gymnasium's
+`RecordEpisodeStatistics` puts it in `info["episode"]["r"]` when a game ends.
+"""
+
+"""
+## Q-network
+
+The network of the paper: three convolutions and a 512-unit layer, with one
+linear output per action. The number of actions is read from the environment
+(Pong has 6: NOOP, FIRE, RIGHT, LEFT, RIGHTFIRE, LEFTFIRE). The target network is a second copy
+of the same architecture. `--dueling`, an option beyond the paper and off by
+default, builds the dueling network of Wang et al. (2016) instead: a state-value
+stream and an action-advantage stream after the convolutions.
+"""
+
+"""
+## Replay memory
+
+Learning from consecutive frames would show the network a long run of almost
+identical states; sampling uniformly from the last million transitions breaks
+those correlations. `ReplayMemory` stores each 84x84 frame once (7 KB) with
+its action, clipped reward and terminated flag, and rebuilds the 4-frame stacks
+when it samples, so 1,000,000 transitions take about 7.1 GB instead of the 56 GB
+of storing two stacks per transition.
+"""
+
+"""
+## Training step
+
+`make_train_step` returns a `tf.function` that does one update on a batch: the
+target `y = r + gamma * max_a' Q_target(s', a') * (1 - terminated)`, the Huber
+loss between `y` and `Q(s, a)` under a `GradientTape` (the paper's error
+clipping), gradient clipping and the optimizer step: Keras' Adam, which
+`FusedAdam` applies with one fused TensorFlow kernel (the same arithmetic, a
+little faster on a CPU). Only a real end of the
+learning episode (`terminated`) cuts the bootstrap; a game stopped by the time
+limit (`truncated`) still looks ahead.
+
+Acting calls the network through a `tf.function` too: 1 to 2 ms a step on a 2-core
+Intel Xeon, where `model.predict` cost about 110.
+
+`BackgroundLearner` runs each update on a worker thread while the agent plays
+the next four steps, since on a CPU an update takes longer than those four
+steps. The updates are the same, in the same order; the agent may then act with
+weights one update old, where the paper acts with the newest (a deviation, marked
+in `common/dqn.py`). The learner
+lets the running update finish before the target network is synced or a
+checkpoint is taken.
+`--no-overlap-updates` runs every update in turn, as the paper does.
+
+Two options beyond the paper change the target, and both are off by default:
+`--double-dqn` lets the online network choose the next action and the target
+network value it (van Hasselt et al., 2016), and `--n-step N` sums N rewards
+before bootstrapping, `r_t + gamma r_t+1 + ... + gamma^N max_a' Q_target(s_t+N, a')`,
+which the replay memory reads from the transitions it keeps.
+"""
+
+
+def epsilon_at(step: int, config: Config) -> float:
+    """The exploration rate after `step` agent steps.
+
+    It is 1 (uniformly random play) while the memory first fills, then falls linearly
+    from `eps_start` to `eps_end` over `eps_decay_steps` steps and stays there. A
+    resumed run that refills its memory plays at the epsilon of its step.
+    """
+    if step < config.learning_starts:
+        return 1.0
+    if config.eps_decay_steps == 0:
+        return config.eps_end
+    fraction = min((step - config.learning_starts) / config.eps_decay_steps, 1.0)
+    return config.eps_start + fraction * (config.eps_end - config.eps_start)
+
+
+"""
+## Training loop
+
+The loop below is the whole algorithm: choose an action epsilon-greedily, play
+it, store the transition, learn every `train_every` steps once the memory holds
+`learning_starts` transitions, copy the online network into the target every
+`target_update_every` steps. Games are counted when the real game ends (one
+side reaches 21 points), and the *running reward* is the mean raw score of the last 100 of
+them. Training stops when it reaches `solved_at` over a full window of 100
+games, or after `total_steps`.
+
+The run's bookkeeping (opening or resuming the run folder, checkpoints, logs,
+the final model) is `common/run.py`'s `Run`; every line below is the algorithm.
+"""
+
+
+def train(config: Config, on_game=None) -> dict:
+    """Trains a DQN agent as configured; returns a summary of the run.
+
+    `on_game(row)`, if given, gets each finished game's logged values (a dict).
+    """
+    run = Run(config, on_game)  # refuses a bad resume or an occupied folder before any work
+    config = run.config  # on --resume: the run's saved settings, with the changes allowed
+    seed_everything(config.seed, config.deterministic)  # the initial weights too
+    env = make_env(config.env_id, video_dir=config.video_dir, video_every=config.video_every,
+                   first_game=run.games_played + 1)
+    num_actions = int(env.action_space.n)  # Pong: 6
+    observation_shape = env.observation_space.shape  # (84, 84, 4): the last 4 frames
+    q_network = build_q_network(observation_shape, num_actions, dueling=config.dueling)
+    target_network = build_q_network(observation_shape, num_actions, name="target_network",
+                                     dueling=config.dueling)
+    optimizer = FusedAdam(learning_rate=config.learning_rate)  # Keras' Adam, one fused kernel
+    greedy_actions = make_greedy_policy(q_network)
+    train_step = make_train_step(q_network, target_network, optimizer, config.gamma,
+                                 config.max_gradient_norm, config.double_dqn)
+    learner = BackgroundLearner(train_step, make_target_sync(q_network, target_network),
+                                overlap=config.overlap_updates)
+    memory = ReplayMemory(config.buffer_size, frame_shape=observation_shape[:-1],
+                          history_length=observation_shape[-1], seed=config.seed,
+                          n_step=config.n_step, discount=config.gamma)
+    # A new run starts with the target network equal to the online one; a resume restores
+    # the networks, optimizer, counts, exploration state and, if saved, the memory. Learning
+    # waits for learning_starts transitions (after a resume, unless the memory was restored).
+    state = run.start_or_restore(q_network, target_network, optimizer, memory, learner, env)
+    learn_from_step = first_learning_step(state.step, config.learning_starts, run.memory_restored)
+
+    observation, _ = env.reset(seed=config.seed + state.games)
+    with GracefulStop() as stop, run, learner, env:
+        while state.step < config.total_steps and not stop.requested:  # Ctrl-C: save, stop
+            # Act epsilon-greedily, play the action, remember the transition.
+            epsilon = epsilon_at(state.step, config)
+            action = choose_action(greedy_actions, observation, epsilon, state.rng, num_actions)
+            next_observation, reward, terminated, truncated, info = env.step(action)
+            memory.add(observation, action, reward, next_observation, terminated, truncated)
+            observation = next_observation
+            if terminated or truncated:  # a life lost, or the game over: next episode
+                observation, reset_info = env.reset()
+                info = {**reset_info, **info}  # a game may end in reset's no-op or FIRE
+            state.step += 1
+
+            # Learn from a random batch of past transitions; now and then refresh the target.
+            if state.step % config.train_every == 0 and state.step >= learn_from_step:
+                learner.update(memory.sample(config.batch_size))
+            if state.step % config.target_update_every == 0:
+                learner.sync_target()
+
+            # A whole game (all lives) ended: log its raw score, and stop once solved.
+            if "episode" in info:
+                state.record_game(float(info["episode"]["r"]))
+                run.log_game(state, epsilon, learner)
+                if state.solved(config.solved_at):
+                    break
+            run.after_step(state, epsilon, memory, greedy_actions)  # held-out Q, progress line
+            if state.step % config.checkpoint_every == 0:
+                run.save(state, memory, learner)
+    return run.finish(state, stop, q_network, memory, learner)
+
+
+"""
+## Evaluation and video
+
+The paper scores an agent over 30 games with epsilon 0.05, random no-op starts
+and at most 5 minutes of play (18,000 frames) per game. `evaluate` plays
+`--episodes` such games with a saved network, records each as an MP4 and prints
+the mean and standard deviation of the raw scores.
+"""
+
+
+def evaluate(config: Config) -> list[float]:
+    """Plays `config.episodes` games with a saved agent; returns their raw scores."""
+    config = settings_for_evaluation(config)  # a run folder's own --dueling, --n-step, ...
+    seed_everything(config.seed, config.deterministic)
+    env = make_env(config.env_id, video_dir=config.video_dir, video_every=1,
+                   video_label="evaluation",  # keeps these apart from the training videos
+                   max_frames_per_game=5 * 60 * 60)  # 5 minutes at 60 frames a second
+    num_actions = int(env.action_space.n)
+    q_network = load_agent(config.evaluate, config.env_id, env.observation_space.shape,
+                           num_actions, build_q_network, dueling=config.dueling)
+    greedy_actions = make_greedy_policy(q_network)
+    rng = np.random.default_rng(config.seed)
+    scores = []
+    observation, _ = env.reset(seed=config.seed)
+    with GracefulStop("stopping; the unfinished game is not scored") as stop, env:
+        while len(scores) < config.episodes and not stop.requested:
+            action = choose_action(greedy_actions, observation, config.eval_epsilon, rng,
+                                   num_actions)
+            observation, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                observation, reset_info = env.reset()
+                info = {**reset_info, **info}  # a game may end in reset's no-op or FIRE
+            if "episode" in info:
+                scores.append(float(info["episode"]["r"]))
+                print(f"game {len(scores)}: score {scores[-1]:g}", flush=True)
+    if scores:
+        print(f"Mean score {np.mean(scores):.2f}, standard deviation {np.std(scores):.2f}, "
+              f"over {plural(len(scores), 'game')}. Videos in {config.video_dir}.", flush=True)
+    if stop.requested:
+        raise Interrupted(stop.signal_name, f"after {len(scores)} of {config.episodes} games")
+    return scores
+
+
+def main(argv=None) -> int:
+    """Runs training or evaluation as the command line says; returns the exit status."""
+    return command_line(Config, train, evaluate, "Deep Q-Learning for Atari Pong.", argv)
+
+
+"""
+## Appendix: the shared parts, from common/
+
+The sections above are the algorithm; here is the rest of the tested code they call,
+from the package `common/`: the run's bookkeeping (settings, command line, checkpoints,
+logs, pictures, videos) and what the sections above do not show, each module once,
+after the modules it uses. Python looks a name up when a function runs, not when it is
+defined, so the code above may call what is defined here. Generated: change `common/`.
 """
 
 """
@@ -265,7 +584,7 @@ def set_aside(path: str) -> str:
         suffix = f"-{attempt}" if attempt else ""
         aside = os.path.join(folder, f"{name}.damaged-{stamp}{suffix}{extension}")
         if not os.path.lexists(aside):
-            os.replace(path, aside)
+            os.rename(path, aside)  # a rename, never over another file: the name is free
             return aside
     raise AssertionError("unreachable")
 
@@ -334,8 +653,8 @@ def in_notebook() -> bool:
     return "ipykernel" in sys.modules
 
 
-def kernel_arguments() -> bool:
-    """Whether ``sys.argv`` holds a notebook kernel's own arguments, not the user's.
+def in_notebook_cell() -> bool:
+    """Whether this runs in a notebook cell, whose ``sys.argv`` is the kernel's, not the user's.
 
     A kernel starts as ``ipykernel_launcher.py -f kernel.json`` (Colab:
     ``colab_kernel_launcher.py``); ``%run script.py --flag`` replaces that with
@@ -362,7 +681,7 @@ def parse_config(config_class: type[ConfigT], argv: Sequence[str] | None = None,
         one-line message and status 2.
     """
     if argv is None:
-        argv = [] if kernel_arguments() else sys.argv[1:]
+        argv = [] if in_notebook_cell() else sys.argv[1:]
     docs = field_docstrings(config_class)
     parser = _OneLineParser(description=description)
     hints = {field.name: field.type for field in dataclasses.fields(config_class)}
@@ -665,7 +984,9 @@ console.
             self._writer = None
             if not is_whole_mp4(self._partial_path):  # ffmpeg failed quietly (a full disk)
                 raise OSError("ffmpeg could not finish the file")
-            os.replace(self._partial_path, final_path)
+            # A finished recording takes its name whole, flushed to the disk like the logs.
+            write_atomically(final_path, lambda temporary: os.rename(self._partial_path,
+                                                                    temporary))
         except WRITE_ERRORS as error:
             self._warn(error)
 
@@ -998,7 +1319,7 @@ def make_env(
         ) from None
 
     if video_every > 0:
-        # GameRecorder: written in above, from common/video.py.
+        # GameRecorder: written in, from common/video.py.
 
         env = GameRecorder(
             env,
@@ -1062,6 +1383,81 @@ def pause_point(name: str) -> None:
     if os.environ.get("DQN_PAUSE_AT") == name:
         print(f"paused at {name}", file=sys.stderr, flush=True)
         time.sleep(PAUSE_SECONDS)
+
+
+"""
+### common/networks.py
+
+The Q-network of Mnih et al. (2015), as a Keras functional model, and its dueling variant."""
+
+# The registered name, "dqn>DuelingHead", names no module: a model saved by a script, by
+# its standalone copy (which runs as __main__) or by a notebook loads in any of them.
+@keras.saving.register_keras_serializable(package="dqn", name="DuelingHead")
+class DuelingHead(keras.layers.Layer):
+    """Combines a state value and action advantages into action values.
+
+    Why: the dueling architecture of Wang et al. (2016) learns how good a state is
+    apart from how much each action adds, which helps where actions often do not
+    matter. The advantages are centred on their mean, the paper's equation (9):
+    ``Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a')``. A layer of its own rather than a
+    ``Lambda``, so a saved model still loads with Keras' safe mode on.
+    """
+
+    def call(self, inputs):
+        """Returns Q for ``inputs = [value (batch, 1), advantages (batch, num_actions)]``."""
+        value, advantages = inputs
+        return value + advantages - keras.ops.mean(advantages, axis=1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+
+def build_q_network(observation_shape: tuple[int, ...], num_actions: int,
+                    name: str = "q_network", dueling: bool = False) -> keras.Model:
+    """Builds the Nature DQN convolutional network.
+
+    Why: this is the network of "Human-level control through deep reinforcement
+    learning" (Extended Data Table 1 and Methods): three ReLU convolutions
+    (32 8x8 stride 4, 64 4x4 stride 2, 64 3x3 stride 1), a 512-unit ReLU layer
+    and one linear output per action. With 4 actions it has 1,686,180 parameters.
+
+    The input is the raw uint8 frame stack. A standard ``Rescaling`` layer
+    divides it by 255 inside the model, so the replay memory stays in uint8 (four
+    times smaller than float32) and a saved ``.keras`` file loads with Keras'
+    safe mode on, which a ``Lambda`` layer would not allow.
+
+    Args:
+        observation_shape: shape of one observation, ``(84, 84, 4)`` for Atari.
+        num_actions: size of the discrete action space, read from the environment.
+        name: the model's name, handy to tell the online and target networks apart.
+        dueling: after the convolutions, two streams of 512 ReLU units each, one for
+            the state value and one for the action advantages, joined by
+            ``DuelingHead`` (Wang et al., 2016), instead of the one 512-unit layer;
+            3,292,837 parameters with 4 actions.
+
+    Returns:
+        An uncompiled ``keras.Model`` mapping ``(batch, *observation_shape)`` uint8
+        to ``(batch, num_actions)`` float32 action values.
+    """
+    observations = keras.Input(shape=observation_shape, dtype="uint8", name="observations")
+    x = keras.layers.Rescaling(1.0 / 255.0)(observations)
+    x = keras.layers.Conv2D(32, 8, strides=4, activation="relu")(x)
+    x = keras.layers.Conv2D(64, 4, strides=2, activation="relu")(x)
+    x = keras.layers.Conv2D(64, 3, strides=1, activation="relu")(x)
+    x = keras.layers.Flatten()(x)
+    if dueling:
+        # Deviation (dueling): with --dueling (off by default), Wang et al. (2016): a value
+        # stream and an advantage stream, Q = V + A - mean(A). Their rescaling of the
+        # gradient entering the convolutions by 1/sqrt(2) is not done.
+        value = keras.layers.Dense(512, activation="relu", name="value_hidden")(x)
+        value = keras.layers.Dense(1, name="value")(value)
+        advantages = keras.layers.Dense(512, activation="relu", name="advantage_hidden")(x)
+        advantages = keras.layers.Dense(num_actions, name="advantages")(advantages)
+        q_values = DuelingHead(name="q_values")([value, advantages])
+    else:
+        x = keras.layers.Dense(512, activation="relu")(x)
+        q_values = keras.layers.Dense(num_actions, name="q_values")(x)
+    return keras.Model(observations, q_values, name=name)
 
 
 """
@@ -1862,731 +2258,6 @@ def _plot_format_steps(value: float, _position=None) -> str:
 
 
 """
-### common/logger.py
-
-What a run reports, and how: a start banner, a progress line, two CSV files,
-TensorBoard scalars, the held-out Q and a picture of the learning curves.
-
-1. ``start_banner``: a few lines when training starts: the game and its actions,
-   the device, the budget, the replay memory, the folders, new run or resume.
-2. ``RunLogger``: one row of ``<run-dir>/progress.csv`` and one point of each
-   TensorBoard scalar per finished game (all lives); a progress line every few
-   games and at least once a minute (``progress_line``); the rows of
-   ``heldout_q.csv``; and ``progress.png``, redrawn every few minutes by a
-   background thread (``ProgressPicture``) and once more when the run closes.
-3. ``HeldOutQ``: the paper's smooth learning curve, the mean of max_a Q(s, a)
-   over a fixed set of 500 states drawn from the random play that fills the memory.
-
-The CSV files are flushed after each row, so even a killed run keeps every game it
-finished, and ``flush_to_disk`` makes them durable before a checkpoint counts as
-saved. A write that fails (a full disk) prints one warning and the run goes on: the
-log is not worth losing the training for. None of this may slow training down: the
-per-step calls cost a clock read, the rest happens once a game, once a second,
-every 10,000 steps or on another thread.
-"""
-
-RATE_WINDOW_SECONDS = 60.0
-"""Steps per second are measured over about this much of the latest wall time."""
-RATE_SAMPLE_SECONDS = 1.0
-"""Between game ends, the step count is sampled for the rate at most this often."""
-PRINT_AT_LEAST_EVERY_SECONDS = 60.0
-"""A progress line is printed at least this often, even in the middle of a long game."""
-PICTURE_EVERY_SECONDS = 300.0
-"""``progress.png`` is redrawn this often while a run trains, and once when it closes."""
-
-
-def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: int,
-                 resumed_step: int | None = None, games: int = 0,
-                 memory_restored: bool = False, device: str | None = None) -> str:
-    """The lines printed when training starts: what runs, where, for how long.
-
-    Why: a long run's log should say at its top what produced it, and a wrong
-    device or folder is cheaper to notice now than hours later.
-
-    Args:
-        config: the script's configuration; this reads ``env_id``, ``total_steps``,
-            ``solved_at``, ``buffer_size``, ``learning_starts``, ``run_dir``,
-            ``video_dir``, ``video_every`` and, if it has them, ``seed`` and
-            ``deterministic``.
-        action_names: the game's actions (``action_names(env)``), or ``None``.
-        replay_bytes: the replay memory's size in bytes.
-        resumed_step: the checkpoint's step for a resumed run, ``None`` for a new one.
-        games: the games the resumed run had finished.
-        memory_restored: whether the resumed run got its replay memory back, so that
-            learning goes on at once instead of after a refill.
-        device: the device's description; ``None`` asks TensorFlow (``describe_device``).
-
-    Returns:
-        The lines, joined by newlines, without a final one.
-    """
-    actions = (f": {len(action_names)} actions ({', '.join(action_names)})"
-               if action_names else "")
-    if resumed_step is None:
-        run = "a new run"
-    else:
-        run = f"resumed from the checkpoint of step {resumed_step:,} ({plural(games, 'game')})"
-    if memory_restored and (resumed_step or 0) >= config.learning_starts:
-        filling = "restored from the checkpoint, so learning goes on at once"
-    elif memory_restored:
-        filling = (f"restored from the checkpoint; learning starts at step "
-                   f"{config.learning_starts:,}")
-    else:
-        filling = (f"learning {'restarts' if resumed_step is not None else 'starts'} after "
-                   f"{config.learning_starts:,} steps of play that fill it")
-    videos = (f"{config.video_dir} ({_every_nth(config.video_every)} game)"
-              if config.video_every > 0 else "none (--video-every 0)")
-    seed = []
-    if hasattr(config, "seed"):
-        promise = ("deterministic: the same seed repeats this run exactly on this machine"
-                   if getattr(config, "deterministic", False) else
-                   "the same seed gives the same first network and games, after which a "
-                   "run may drift (--deterministic repeats one exactly)")
-        seed = [f"  seed           {config.seed}, {promise}"]
-    return "\n".join([
-        f"Training {config.env_id}{actions}",
-        f"  device         {device or describe_device()}",
-        f"  steps          at most {config.total_steps:,} agent steps; stops earlier once "
-        f"the mean score of 100 games reaches {config.solved_at:g}",
-        f"  replay memory  {config.buffer_size:,} transitions, {replay_bytes / 1e9:.2f} GB; "
-        f"{filling}",
-        f"  run folder     {config.run_dir}: {run}",
-        f"  videos         {videos}",
-        *seed,
-    ])
-
-
-def action_names(env: Any) -> list[str] | None:
-    """The names of a game's actions (Breakout: NOOP, FIRE, RIGHT, LEFT), if it has them."""
-    meanings = getattr(getattr(env, "unwrapped", env), "get_action_meanings", None)
-    return list(meanings()) if callable(meanings) else None
-
-
-def describe_device() -> str:
-    """The device TensorFlow computes on, in words: its first GPU, or the CPU.
-
-    TensorFlow places its work on the first GPU it finds, if any.
-    """
-    import tensorflow as tf  # already imported by any caller that trains
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return f"CPU: {cpu_description()}; no GPU found (TensorFlow {tf.__version__})"
-    details = tf.config.experimental.get_device_details(gpus[0])
-    name = details.get("device_name", gpus[0].name)
-    others = f", the first of {len(gpus)} GPUs" if len(gpus) > 1 else ""
-    return f"GPU: {name}{others} (TensorFlow {tf.__version__})"
-
-
-def cpu_description() -> str:
-    """The CPU's model and the cores this process may use, e.g. ``Intel Xeon ..., 2 cores``."""
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    model = " ".join(line.split(":", 1)[1].split())
-                    break
-    except OSError:  # not Linux
-        pass
-    if not model:
-        import platform
-
-        model = platform.processor() or platform.machine() or "unknown CPU"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores"
-
-
-def progress_line(step: int, total_steps: int | None, games: int, score: float,
-                  running_reward: float, epsilon: float, loss: float, mean_q: float,
-                  steps_per_second: float, elapsed_seconds: float,
-                  learn_from_step: int = 0) -> str:
-    """One line of progress: where the run is, how it learns, how fast, how long.
-
-    Args:
-        step: agent steps so far.
-        total_steps: the run's ``--total-steps``, or ``None`` to leave out the
-            percentage and the time left.
-        games: games finished so far.
-        score: the raw score of the last finished game (NaN before any).
-        running_reward: mean raw score of the last 100 games (NaN before any).
-        epsilon: the exploration rate now.
-        loss: mean Huber loss of the last game's updates (NaN before learning starts).
-        mean_q: mean predicted Q(s, a) of those updates.
-        steps_per_second: steps per second over about the last minute (NaN if unknown).
-        elapsed_seconds: wall time since this process started training.
-        learn_from_step: the step at which learning starts; before it the memory fills.
-
-    Returns:
-        The line, without a newline, e.g. ``step 41,200 of 10,000,000 (0.4%) | ...
-        | 41.2 steps/s | 1:02:03 elapsed | at most 2 days, 19:08:38 left``.
-    """
-    where = f"step {step:>10,}"
-    if total_steps:
-        where += f" of {total_steps:,} ({100 * step / total_steps:.1f}%)"
-    parts = [where, f"games {games:>6,}", f"score {_show(score, 'g', 6)}",
-             f"running reward {_show(running_reward, '.2f', 7)}", f"epsilon {epsilon:.3f}",
-             f"loss {_show(loss, '.4f', 6)}", f"mean Q {_show(mean_q, '.3f', 7)}",
-             f"{_show(steps_per_second, '.1f', 6)} steps/s",
-             f"{format_duration(elapsed_seconds)} elapsed"]
-    if total_steps:
-        parts.append(time_left(step, total_steps, steps_per_second, learn_from_step))
-    return " | ".join(parts)
-
-
-def time_left(step: int, total_steps: int, steps_per_second: float,
-              learn_from_step: int = 0) -> str:
-    """The time left to ``total_steps`` at the current rate, as the progress line says it.
-
-    Why it waits for learning: while the memory fills, play is random and nothing is
-    learned, so steps go about ten times faster (on a 2-core CPU, 2,100 against
-    150-210 steps a second); an estimate from that rate would promise a tenth of the
-    real time. Before ``learn_from_step`` it says when learning starts instead, and
-    the logger measures the rate afresh from then, so the estimate rests on learning
-    steps only. It is labelled "at most": the run stops earlier when it is solved.
-
-    Args:
-        step: agent steps so far.
-        total_steps: the run's ``--total-steps``.
-        steps_per_second: the current rate; NaN while unknown.
-        learn_from_step: the step at which learning starts.
-
-    Returns:
-        ``at most 5:10:00 left``, ``filling the memory, learning in 0:00:23``, or
-        ``time left: measuring`` while the rate is unknown.
-    """
-    known = math.isfinite(steps_per_second) and steps_per_second > 0
-    if step < learn_from_step:
-        if not known:
-            return "filling the memory"
-        return (f"filling the memory, learning in "
-                f"{format_duration((learn_from_step - step) / steps_per_second)}")
-    if not known:
-        return "time left: measuring"
-    return f"at most {format_duration(max(total_steps - step, 0) / steps_per_second)} left"
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds as ``0:00:05``, ``1:02:03`` or ``2 days, 7:33:20``."""
-    if not math.isfinite(seconds):
-        return "-"
-    if seconds >= 100 * 365 * 86400:
-        return "over 100 years"
-    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
-
-
-class StepRate:
-    """Agent steps per second over about the last minute of wall time.
-
-    Why a window: the rate of one game jumps by a factor of two from game to game,
-    and the rate since the start still carries the fast random fill hours later.
-
-    Args:
-        window_seconds: how much of the latest wall time the rate covers.
-    """
-
-    def __init__(self, window_seconds: float = RATE_WINDOW_SECONDS):
-        self.window_seconds = window_seconds
-        self._points: collections.deque[tuple[float, int]] = collections.deque()
-
-    def add(self, now: float, step: int) -> float:
-        """Records that ``step`` steps were done at time ``now``; returns the rate.
-
-        The rate runs from the newest recorded point at least a window older than
-        the next one (or the oldest point kept) to ``now``; NaN until two points
-        with different steps are recorded.
-        """
-        points = self._points
-        points.append((now, step))
-        while len(points) > 2 and now - points[1][0] >= self.window_seconds:
-            points.popleft()
-        then, step_then = points[0]
-        if step == step_then or now <= then:
-            return math.nan
-        return (step - step_then) / (now - then)
-
-    def restart(self) -> None:
-        """Forgets every point: the next rate is measured from the next point on."""
-        self._points.clear()
-
-
-class RunLogger:
-    """Writes one row per finished game to CSV and TensorBoard, and prints progress.
-
-    When a run resumes from a checkpoint taken at step ``resume_step``, the
-    rows written after that step belong to games the resumed run will play again,
-    so they are dropped from ``progress.csv`` and ``heldout_q.csv``; the files then
-    carry on without gaps or duplicates. For TensorBoard the new event file starts
-    with a ``SessionLog.START`` event at ``resume_step + 1``, on which TensorBoard
-    discards the earlier events from that step on (its "purge orphaned data"
-    rule), so its curves do not double back either. TensorBoard's default fast
-    loader (``--load_fast``) ignores that event; it drops an old point only once a
-    new point at an earlier or equal step arrives, so a few old points may remain
-    between the checkpoint and the first new game; ``tensorboard
-    --load_fast=false`` applies the rule exactly.
-
-    A progress line is printed every ``print_every_games`` games and, from
-    ``after_step``, whenever a minute has gone by without one; between games its
-    score, loss and mean Q are those of the last finished game.
-
-    Args:
-        run_dir: folder for the CSV files, the TensorBoard event files and the picture.
-        print_every_games: print a progress line every this many games.
-        resume_step: keep the existing CSV rows up to this step (``None``: start afresh).
-        on_game: called with each game's row as a dict (keys ``PROGRESS_FIELDS``),
-            after it is written; a notebook's live display uses it.
-        total_steps: the run's ``--total-steps``, for the percentage and the time left.
-        learn_from_step: the step at which learning starts (after the memory fills);
-            the rate is measured afresh from then, for an honest time left.
-        picture_every_seconds: redraw ``progress.png`` this often on a background
-            thread and once at ``close``; ``None`` draws no picture.
-        solved_at: the running reward that solves the game, drawn in the picture.
-        title: the picture's title.
-    """
-
-    def __init__(self, run_dir: str, print_every_games: int = 10,
-                 resume_step: int | None = None,
-                 on_game: Callable[[dict[str, float]], None] | None = None, *,
-                 total_steps: int | None = None, learn_from_step: int = 0,
-                 picture_every_seconds: float | None = None, solved_at: float | None = None,
-                 title: str | None = None):
-        os.makedirs(run_dir, exist_ok=True)
-        self.run_dir = run_dir
-        self.path = os.path.join(run_dir, "progress.csv")
-        self.heldout_path = os.path.join(run_dir, "heldout_q.csv")
-        self.print_every_games = print_every_games
-        self.total_steps, self.learn_from_step = total_steps, learn_from_step
-        self._warned = False
-        self._progress = _CsvFile(self.path, PROGRESS_FIELDS, resume_step,
-                                  pause_name="csv-row")  # a test may kill the process there
-        try:
-            self._heldout: _CsvFile | None = _CsvFile(self.heldout_path, HELDOUT_FIELDS,
-                                                      resume_step)
-        except OSError as error:
-            self._heldout = None
-            self._warn(error)
-        self._events: _EventFile | None = _EventFile(run_dir)
-        if resume_step is not None:
-            self._events.add_event(event_pb2.Event(
-                wall_time=time.time(), step=resume_step + 1,
-                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
-        self._on_game = on_game
-        self._start_time = time.perf_counter()
-        self._rate = StepRate()
-        self._steps_per_second = math.nan
-        self._learning = False  # whether the rate has been restarted at learn_from_step
-        self._next_sample = self._last_print = self._start_time
-        # The last finished game, for the lines printed between games.
-        self._games, self._last_game = 0, (math.nan, math.nan, math.nan, math.nan)
-        self._closed = False
-        self.picture = (ProgressPicture(run_dir, picture_every_seconds, solved_at, title)
-                        if picture_every_seconds else None)
-
-    def log_game(self, step: int, game: int, score: float, running_reward: float,
-                 epsilon: float, loss: float, mean_q: float) -> None:
-        """Records one finished game.
-
-        Args:
-            step: agent steps taken so far.
-            game: number of games finished so far, this one included.
-            score: the game's raw score (all lives, rewards not clipped).
-            running_reward: mean raw score of the last 100 games (fewer at first).
-            epsilon: exploration rate at this step.
-            loss: mean Huber loss of the updates since the previous game (NaN if none).
-            mean_q: mean predicted Q(s, a) over those updates (NaN if none).
-        """
-        now = time.perf_counter()
-        steps_per_second = self._sample(now, step)
-        elapsed = now - self._start_time
-        self._games, self._last_game = game, (score, running_reward, loss, mean_q)
-        scalars = {"charts/score": score, "charts/running_reward": running_reward,
-                   "charts/epsilon": epsilon, "losses/huber": loss, "losses/mean_q": mean_q,
-                   "charts/steps_per_second": steps_per_second}
-        row = [step, game, _round(score), _round(running_reward), _round(epsilon),
-               _round(loss), _round(mean_q), _round(steps_per_second, 1), _round(elapsed, 2)]
-        self._write_row(self._progress, row)
-        self._write_scalars(step, scalars)
-        if self._on_game is not None:
-            self._on_game(dict(zip(PROGRESS_FIELDS, row)))
-        if game % self.print_every_games == 0:
-            self._print(now, step, epsilon)
-
-    def after_step(self, step: int, epsilon: float) -> None:
-        """Called once per agent step: samples the rate, prints a line once a minute.
-
-        Why: a long game (a Pong game lasts thousands of steps; an agent that learned
-        to keep the ball alive plays for minutes) must not leave the console silent.
-        Each call costs a clock read; the work happens at most once a second.
-
-        Args:
-            step: agent steps so far.
-            epsilon: the exploration rate now.
-        """
-        now = time.perf_counter()
-        if now < self._next_sample:
-            return
-        self._next_sample = now + RATE_SAMPLE_SECONDS
-        self._sample(now, step)
-        if now - self._last_print >= PRINT_AT_LEAST_EVERY_SECONDS:
-            self._print(now, step, epsilon)
-
-    def log_heldout_q(self, step: int, value: float) -> None:
-        """Records one held-out Q: a row of ``heldout_q.csv`` and a TensorBoard point."""
-        if self._heldout is not None:
-            self._write_row(self._heldout, [step, _round(value)])
-        self._write_scalars(step, {"charts/heldout_q": value})
-
-    def flush_to_disk(self) -> bool:
-        """Makes every CSV row written so far durable: flushed and ``fsync``-ed.
-
-        Why: a checkpoint says the run got to its step; the rows of the games up to
-        that step must then survive a power cut too, or the resumed run's CSV would
-        have a gap. Call it before a checkpoint counts as saved.
-
-        Returns:
-            Whether the rows are on disk; after a failure (one warning) ``False``.
-        """
-        if self._closed:
-            return True  # close made them durable
-        try:
-            for log in (self._progress, self._heldout):
-                if log is not None:
-                    log.sync()
-            return True
-        except OSError as error:
-            self._warn(error)
-            return False
-
-    def close(self, draw_picture: bool = True) -> None:
-        """Makes the CSV rows durable, closes the files and draws the picture once more.
-
-        Args:
-            draw_picture: whether to redraw ``progress.png`` a last time (a run
-                stopped at once by a second Ctrl-C does not wait for it).
-        """
-        if self._closed:
-            return
-        if self.picture is not None:
-            self.picture.stop()
-        self.flush_to_disk()
-        self._closed = True
-        closers = [log.close for log in (self._progress, self._heldout) if log is not None]
-        closers += [self._events.close] if self._events is not None else []
-        for closer in closers:
-            try:
-                closer()
-            except OSError:
-                pass  # already warned about, or nothing left to lose
-        if self.picture is not None and draw_picture:
-            self.picture.redraw()
-
-    def _sample(self, now: float, step: int) -> float:
-        """Adds a point to the rate, restarting it when learning starts; returns the rate."""
-        if not self._learning and step >= self.learn_from_step:
-            self._learning = True
-            self._rate.restart()  # the fast random fill must not count in the rate
-        self._steps_per_second = self._rate.add(now, step)
-        return self._steps_per_second
-
-    def _print(self, now: float, step: int, epsilon: float) -> None:
-        self._last_print = now
-        score, running_reward, loss, mean_q = self._last_game
-        print(progress_line(step, self.total_steps, self._games, score, running_reward,
-                            epsilon, loss, mean_q, self._steps_per_second,
-                            now - self._start_time, self.learn_from_step), flush=True)
-
-    def _write_row(self, log: "_CsvFile", row: list) -> None:
-        try:
-            log.write(row)
-        except OSError as error:
-            self._warn(error)
-
-    def _write_scalars(self, step: int, scalars: dict[str, float]) -> None:
-        """Writes one TensorBoard event; after a failed write, writes no more.
-
-        Any exception counts, not only ``OSError``: an event writer may report a full
-        disk as a TensorFlow error. A failed write may leave half a record, past
-        which TensorBoard reads nothing, so the event file is given up.
-        """
-        if self._events is None:
-            return
-        try:
-            self._events.add_event(event_pb2.Event(
-                wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[
-                    summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
-                    for tag, value in scalars.items() if math.isfinite(value)])))
-            self._events.flush()
-        except Exception as error:  # noqa: BLE001 - logging must never stop training
-            self._warn(error)
-            events, self._events = self._events, None
-            try:
-                events.close()
-            except Exception:  # noqa: BLE001 - already warned about
-                pass
-
-    def _warn(self, error: BaseException) -> None:
-        if not self._warned:
-            print(f"warning: could not write the log in {self.run_dir} "
-                  f"({first_line(error)}); training goes on", file=sys.stderr, flush=True)
-            self._warned = True
-
-
-class ProgressPicture:
-    """Redraws ``<run-dir>/progress.png`` from the run's CSV files, on a timer, off the loop.
-
-    Why a thread: drawing the curves of a long run takes a good fraction of a second,
-    which the training loop must not wait for. A daemon thread wakes every
-    ``every_seconds``, reads the CSV files (flushed after every row) and writes the
-    picture atomically (``common.plot.write_progress_png``). A failure (an unwritable
-    file, a broken CSV) prints one warning and training goes on.
-
-    Args:
-        run_dir: the run folder.
-        every_seconds: seconds between two redraws.
-        solved_at: the running reward that solves the game, as a dashed line.
-        title: the picture's title.
-    """
-
-    def __init__(self, run_dir: str, every_seconds: float, solved_at: float | None = None,
-                 title: str | None = None):
-        self.run_dir, self.every_seconds = run_dir, every_seconds
-        self.path = os.path.join(run_dir, "progress.png")
-        self.solved_at, self.title = solved_at, title
-        self._warned = False
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._redraw_until_stopped,
-                                        name="progress-picture", daemon=True)
-        self._thread.start()
-
-    def redraw(self) -> bool:
-        """Draws the picture now; returns whether it was written (a failure warns once)."""
-        try:
-            # write_progress_png: written in above, from common/plot.py.
-
-            write_progress_png(self.run_dir, self.path, solved_at=self.solved_at,
-                               title=self.title)
-            return True
-        except Exception as error:  # noqa: BLE001 - a picture must never stop training
-            if not self._warned:
-                print(f"warning: could not draw {self.path} ({first_line(error)}); "
-                      f"training goes on", file=sys.stderr, flush=True)
-                self._warned = True
-            return False
-
-    def stop(self) -> None:
-        """Stops the timer, waiting for a redraw in progress to finish."""
-        self._stopping.set()
-        self._thread.join()
-
-    def _redraw_until_stopped(self) -> None:
-        while not self._stopping.wait(self.every_seconds):
-            self.redraw()
-
-
-class HeldOutQ:
-    """The paper's second learning curve: mean max_a Q(s, a) over a fixed set of states.
-
-    Why: the score of single games is noisy; Mnih et al. (2015, Fig. 2) also follow
-    the average of the highest predicted action value over a fixed set of 500
-    states, gathered by random play before training, which rises smoothly while the
-    agent learns. Here the set is drawn once, when learning starts, from the
-    uniformly random play that filled the replay memory, and saved in the run folder
-    as ``heldout_states.npz``, so a resumed run goes on measuring the same states.
-    It is measured right away (the untrained network's values), then every
-    ``every`` agent steps, and once more at the last step when the run closes; each
-    measurement becomes a row of ``heldout_q.csv`` and the TensorBoard scalar
-    ``charts/heldout_q``. A run resumed from a checkpoint older than this
-    measurement has no set: it draws one when its learning restarts (from its own
-    play, not random play) and says so.
-
-    Args:
-        run_dir: the run folder.
-        logger: the run's ``RunLogger``, which writes the measurements.
-        size: how many states the set holds (the paper: 500).
-        every: agent steps between two measurements.
-        seed: seed of the draw; it has its own generator, so drawing the set does
-            not change the replay memory's minibatches.
-        resume_step: the checkpoint's step when the run resumes (``None``: a new run).
-        draw_at_step: the set is drawn at the first step from this one on at which the
-            memory holds ``size`` transitions: the step at which learning starts.
-    """
-
-    def __init__(self, run_dir: str, logger: RunLogger, size: int = 500, every: int = 10_000,
-                 seed: int = 0, resume_step: int | None = None, draw_at_step: int = 0):
-        self.states_path = os.path.join(run_dir, "heldout_states.npz")
-        self.size, self.every, self.draw_at_step = size, every, draw_at_step
-        self._logger = logger
-        self._rng = np.random.default_rng(seed)
-        self.states: np.ndarray | None = None
-        self._step, self._policy = 0, None
-        self._measured_step: int | None = None
-        if os.path.exists(self.states_path):
-            try:
-                with np.load(self.states_path, allow_pickle=False) as archive:
-                    self.states = archive["states"]
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-                aside = set_aside(self.states_path)
-                print(f"warning: the held-out states {self.states_path} cannot be read "
-                      f"({first_line(error)}); they are kept as they were in {aside}, and a "
-                      f"new set is drawn", file=sys.stderr, flush=True)
-        elif resume_step is not None:
-            when = ("now, from the restored replay memory" if draw_at_step <= resume_step
-                    else f"at step {draw_at_step:,}, when the memory has refilled")
-            print(f"This run was saved before it measured a held-out Q: its {size} "
-                  f"held-out states are drawn {when} (from the agent's own play, not "
-                  f"random play as in a new run).", flush=True)
-
-    def after_step(self, step: int, memory, greedy_actions) -> None:
-        """Called once per agent step: draws the set when learning starts, measures every ``every``.
-
-        Args:
-            step: agent steps so far.
-            memory: the replay memory; the set is drawn from it.
-            greedy_actions: the policy of ``common.dqn.make_greedy_policy``, which also
-                returns the action values.
-        """
-        self._step, self._policy = step, greedy_actions
-        if self.states is None:
-            if step >= self.draw_at_step and len(memory) >= self.size:
-                self.states = memory.sample(self.size, rng=self._rng).observations
-                self._save_states()
-                self._measure(step)  # the untrained (or resumed) network's values
-        elif step % self.every == 0:
-            self._measure(step)
-
-    def close(self) -> None:
-        """Measures once more at the last step, so that even a short run ends with a point."""
-        if self.states is not None and self._policy is not None \
-                and self._measured_step != self._step:
-            self._measure(self._step)
-
-    def _measure(self, step: int) -> None:
-        _, q_values = self._policy(self.states)
-        self._logger.log_heldout_q(step, float(np.mean(np.max(q_values.numpy(), axis=1))))
-        self._measured_step = step
-
-    def _save_states(self) -> None:
-        try:
-            write_atomically(self.states_path,
-                             lambda temporary: np.savez_compressed(temporary, states=self.states))
-        except OSError as error:
-            self._logger._warn(error)
-
-
-class _CsvFile:
-    """A CSV log kept open for appending, one flushed row at a time.
-
-    On a resume the file is read back first (``common.files.read_table``): its rows up
-    to the checkpoint's step are kept, the later ones (games to be played again) are
-    dropped. A file that is damaged is not cut down: it is set aside intact under
-    another name, with one warning, and its readable rows go on in a new file.
-
-    Args:
-        path: the file.
-        fields: its header.
-        resume_step: keep the existing rows up to this step (``None``: start afresh
-            with the header alone).
-        pause_name: a ``common.fault_points`` name to pause at while a row is written.
-    """
-
-    def __init__(self, path: str, fields: Sequence[str], resume_step: int | None,
-                 pause_name: str | None = None):
-        self._pause_name = pause_name
-        kept: list[list[str]] = []
-        if resume_step is not None and os.path.exists(path):
-            rows, problem = read_table(path, fields)
-            kept = [row for row in rows if int(row[0]) <= resume_step]
-            if problem:
-                aside = set_aside(path)
-                print(f"warning: {path} is damaged ({problem}); it is kept as it was in "
-                      f"{aside}, and its {len(kept):,} readable rows up to step "
-                      f"{resume_step:,} go on in a new {os.path.basename(path)}",
-                      file=sys.stderr, flush=True)
-        table = io.StringIO()
-        csv.writer(table).writerows([list(fields), *kept])
-        write_atomically(path, table.getvalue())
-        self._file = open(path, "a", newline="")
-        self._csv = csv.writer(self._file)
-
-    def write(self, row: list) -> None:
-        """Appends a row and hands it to the operating system."""
-        self._csv.writerow(row)
-        if self._pause_name:
-            pause_point(self._pause_name)
-        self._file.flush()
-
-    def sync(self) -> None:
-        """Makes the rows written so far durable."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
-
-
-class _EventFile:
-    """A TensorBoard event file, written with plain Python file calls on this thread.
-
-    Why not TensorBoard's ``EventFileWriter``: it writes through TensorFlow's file
-    system, partly on a worker thread, so a full disk raises a TensorFlow error
-    (``tf.errors.ResourceExhaustedError`` with TensorFlow 2.21), not an ``OSError``,
-    and a write that failed on the worker surfaces only at a later call. Here a
-    failed write raises ``OSError`` at once, in the caller.
-    The file has the format and the name TensorBoard looks for
-    (``events.out.tfevents.<time>.<host>.<pid>.<n>``); each record's checksum is
-    computed in Python, about 0.2 ms per game.
-
-    Args:
-        run_dir: the folder the file is created in.
-    """
-
-    _numbers = itertools.count()  # tells apart two files of one process in one second
-
-    def __init__(self, run_dir: str):
-        name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
-                f"{os.getpid()}.{next(self._numbers)}")
-        self.path = os.path.join(run_dir, name)
-        self._file = open(self.path, "ab")
-        self._records = RecordWriter(self._file)
-        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
-        self.flush()
-
-    def add_event(self, event: event_pb2.Event) -> None:
-        """Appends one event (written to the operating system by ``flush``)."""
-        self._records.write(event.SerializeToString())
-
-    def flush(self) -> None:
-        """Hands the buffered events to the operating system."""
-        self._file.flush()
-
-    def close(self) -> None:
-        """Flushes and closes the file."""
-        self._file.close()
-
-
-def _round(value: float, digits: int = 5) -> float:
-    return round(float(value), digits) if math.isfinite(value) else value
-
-
-def _show(value: float, spec: str, width: int) -> str:
-    """A number for the progress line, or ``-`` where there is none yet (NaN)."""
-    return format(value, f">{width}{spec}") if math.isfinite(value) else "-".rjust(width)
-
-
-def plural(number: int, noun: str) -> str:
-    """``1 game``, ``2 games``, ``1,000 games``."""
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
-
-
-def _every_nth(number: int) -> str:
-    """``every``, ``every 2nd``, ``every 100th``..."""
-    if number == 1:
-        return "every"
-    suffix = "th" if number % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(
-        number % 10, "th")
-    return f"every {number:,}{suffix}"
-
-
-"""
 ### common/cli.py
 
 The command line of the game scripts: one entry point, one set of messages.
@@ -2623,10 +2294,10 @@ def command_line(config_class: type, train: Callable[[Any], dict],
         The exit status (see the module docstring). A bad flag exits with status 2.
     """
     config = parse_config(config_class, argv, description=description)
-    return run(config, train, evaluate, argv)
+    return train_or_evaluate(config, train, evaluate, argv)
 
 
-def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], list[float]],
+def train_or_evaluate(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], list[float]],
         argv: list[str] | None = None) -> int:
     """Checks a configuration, then trains or evaluates, with one-line messages.
 
@@ -2649,7 +2320,7 @@ def run(config: Any, train: Callable[[Any], dict], evaluate: Callable[[Any], lis
         # On --resume the run's saved settings fill in the rest; Run checks them whole.
         check_config(config, across_fields=not getattr(config, "resume", False))
         if getattr(config, "plot", None):  # learning curves of finished or running runs
-            # plot_runs: written in above, from common/plot.py.
+            # plot_runs: written in, from common/plot.py.
 
             print(f"Wrote {plot_runs(config.plot, config.solved_at)}", flush=True)
             return 0
@@ -2703,7 +2374,7 @@ def in_its_words(message: str, config: Any) -> str:
     ``--no-overlap-updates`` is ``overlap_updates = False`` and ``--buffer-size 20000``
     is ``buffer_size = 20000``.
     """
-    if not kernel_arguments():
+    if not in_notebook_cell():
         return message
     names = {field.name for field in dataclasses.fields(config)}
 
@@ -2746,7 +2417,7 @@ def resume_advice(argv: list[str] | None = None, flag: str = "", change: str = "
         in a notebook cell. The command never drops a flag of the run, so it never
         starts a new run over the old one.
     """
-    if kernel_arguments():  # a notebook cell, not %run
+    if in_notebook_cell():  # a notebook cell, not %run
         setting = f"set {change} and " if change else ""
         return (f"to resume, {setting}set resume = True in the settings cell (or "
                 f"Config(resume=True)) and run the training cell again")
@@ -2847,8 +2518,9 @@ def _sentence(text: str) -> str:
 The parts of DQN that run inside TensorFlow: acting, learning, target sync.
 
 Each function returns a ``tf.function``, traced once and then run as a graph:
-one call costs about a millisecond on a CPU, where ``model.predict`` costs about
-a hundred (it builds a dataset and a progress bar on every call).
+choosing one action cost 1 to 2 ms on a 2-core Intel Xeon, where ``model.predict``
+cost about 110 (it builds a dataset and a progress bar on every call); see
+``docs/performance.md``.
 """
 
 
@@ -2857,8 +2529,8 @@ class FusedAdam(keras.optimizers.Adam):
 
     Why: Keras 3 updates each variable with several separate element-wise
     operations; TensorFlow's fused kernel does the same arithmetic in one pass
-    over memory, which saves about 2 ms of the 15 to 20 ms of one Nature-network
-    update on a CPU. The slots (first and second moments) are Keras' own, so
+    over memory: one Nature-network update took 27.9 ms against Keras' 30.8 ms on a
+    2-core Intel Xeon (``docs/performance.md``). The slots (first and second moments) are Keras' own, so
     checkpoints and everything else about the optimizer stay as they are.
 
     The maths is Adam's (Kingma and Ba, 2015), exactly as Keras computes it; the
@@ -3082,9 +2754,10 @@ def make_target_sync(q_network: keras.Model, target_network: keras.Model) -> Cal
 class BackgroundLearner:
     """Runs DQN updates on a worker thread while the agent goes on playing.
 
-    Why: on a 2-core CPU one update of the Nature network takes 15 to 20 ms and
-    the four steps of play between two updates about 6 ms. Doing both at once
-    instead of in turn makes the whole loop faster (see the README's benchmark).
+    Why: on a CPU one update of the Nature network takes several times as long as
+    the four steps of play between two updates (28 ms against about 6 ms on a 2-core
+    Intel Xeon). Doing both at once instead of in turn makes the whole loop faster
+    (``docs/performance.md``).
 
     With ``overlap=True`` the agent may act while an update is being applied, so
     with weights one update old, or with some layers already updated and others
@@ -3166,78 +2839,728 @@ class BackgroundLearner:
 
 
 """
-### common/networks.py
+### common/logger.py
 
-The Q-network of Mnih et al. (2015), as a Keras functional model, and its dueling variant."""
+What a run reports, and how: a start banner, a progress line, two CSV files,
+TensorBoard scalars, the held-out Q and a picture of the learning curves.
 
-# The registered name, "dqn>DuelingHead", names no module: a model saved by a script, by
-# its standalone copy (which runs as __main__) or by a notebook loads in any of them.
-@keras.saving.register_keras_serializable(package="dqn", name="DuelingHead")
-class DuelingHead(keras.layers.Layer):
-    """Combines a state value and action advantages into action values.
+1. ``start_banner``: a few lines when training starts: the game and its actions,
+   the device, the budget, the replay memory, the folders, new run or resume.
+2. ``RunLogger``: one row of ``<run-dir>/progress.csv`` and one point of each
+   TensorBoard scalar per finished game (all lives); a progress line every few
+   games and at least once a minute (``progress_line``); the rows of
+   ``heldout_q.csv``; and ``progress.png``, redrawn every few minutes by a
+   background thread (``ProgressPicture``) and once more when the run closes.
+3. ``HeldOutQ``: the paper's smooth learning curve, the mean of max_a Q(s, a)
+   over a fixed set of 500 states drawn from the random play that fills the memory.
 
-    Why: the dueling architecture of Wang et al. (2016) learns how good a state is
-    apart from how much each action adds, which helps where actions often do not
-    matter. The advantages are centred on their mean, the paper's equation (9):
-    ``Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a')``. A layer of its own rather than a
-    ``Lambda``, so a saved model still loads with Keras' safe mode on.
-    """
+The CSV files are flushed after each row, so even a killed run keeps every game it
+finished, and ``flush_to_disk`` makes them durable before a checkpoint counts as
+saved. A write that fails (a full disk) prints one warning and the run goes on: the
+log is not worth losing the training for. None of this may slow training down: the
+per-step calls cost a clock read, the rest happens once a game, once a second,
+every 10,000 steps or on another thread.
+"""
 
-    def call(self, inputs):
-        """Returns Q for ``inputs = [value (batch, 1), advantages (batch, num_actions)]``."""
-        value, advantages = inputs
-        return value + advantages - keras.ops.mean(advantages, axis=1, keepdims=True)
+RATE_WINDOW_SECONDS = 60.0
+"""Steps per second are measured over about this much of the latest wall time."""
+RATE_SAMPLE_SECONDS = 1.0
+"""Between game ends, the step count is sampled for the rate at most this often."""
+PRINT_AT_LEAST_EVERY_SECONDS = 60.0
+"""A progress line is printed at least this often, even in the middle of a long game."""
+PICTURE_EVERY_SECONDS = 300.0
+"""``progress.png`` is redrawn this often while a run trains, and once when it closes."""
 
-    def compute_output_shape(self, input_shape):
-        return input_shape[1]
 
+def start_banner(config: Any, action_names: Sequence[str] | None, replay_bytes: int,
+                 resumed_step: int | None = None, games: int = 0,
+                 memory_restored: bool = False, device: str | None = None) -> str:
+    """The lines printed when training starts: what runs, where, for how long.
 
-def build_q_network(observation_shape: tuple[int, ...], num_actions: int,
-                    name: str = "q_network", dueling: bool = False) -> keras.Model:
-    """Builds the Nature DQN convolutional network.
-
-    Why: this is the network of "Human-level control through deep reinforcement
-    learning" (Extended Data Table 1 and Methods): three ReLU convolutions
-    (32 8x8 stride 4, 64 4x4 stride 2, 64 3x3 stride 1), a 512-unit ReLU layer
-    and one linear output per action. With 4 actions it has 1,686,180 parameters.
-
-    The input is the raw uint8 frame stack. A standard ``Rescaling`` layer
-    divides it by 255 inside the model, so the replay memory stays in uint8 (four
-    times smaller than float32) and a saved ``.keras`` file loads with Keras'
-    safe mode on, which a ``Lambda`` layer would not allow.
+    Why: a long run's log should say at its top what produced it, and a wrong
+    device or folder is cheaper to notice now than hours later.
 
     Args:
-        observation_shape: shape of one observation, ``(84, 84, 4)`` for Atari.
-        num_actions: size of the discrete action space, read from the environment.
-        name: the model's name, handy to tell the online and target networks apart.
-        dueling: after the convolutions, two streams of 512 ReLU units each, one for
-            the state value and one for the action advantages, joined by
-            ``DuelingHead`` (Wang et al., 2016), instead of the one 512-unit layer;
-            3,292,837 parameters with 4 actions.
+        config: the script's configuration; this reads ``env_id``, ``total_steps``,
+            ``solved_at``, ``buffer_size``, ``learning_starts``, ``run_dir``,
+            ``video_dir``, ``video_every`` and, if it has them, ``seed`` and
+            ``deterministic``.
+        action_names: the game's actions (``action_names(env)``), or ``None``.
+        replay_bytes: the replay memory's size in bytes.
+        resumed_step: the checkpoint's step for a resumed run, ``None`` for a new one.
+        games: the games the resumed run had finished.
+        memory_restored: whether the resumed run got its replay memory back, so that
+            learning goes on at once instead of after a refill.
+        device: the device's description; ``None`` asks TensorFlow (``describe_device``).
 
     Returns:
-        An uncompiled ``keras.Model`` mapping ``(batch, *observation_shape)`` uint8
-        to ``(batch, num_actions)`` float32 action values.
+        The lines, joined by newlines, without a final one.
     """
-    observations = keras.Input(shape=observation_shape, dtype="uint8", name="observations")
-    x = keras.layers.Rescaling(1.0 / 255.0)(observations)
-    x = keras.layers.Conv2D(32, 8, strides=4, activation="relu")(x)
-    x = keras.layers.Conv2D(64, 4, strides=2, activation="relu")(x)
-    x = keras.layers.Conv2D(64, 3, strides=1, activation="relu")(x)
-    x = keras.layers.Flatten()(x)
-    if dueling:
-        # Deviation (dueling): with --dueling (off by default), Wang et al. (2016): a value
-        # stream and an advantage stream, Q = V + A - mean(A). Their rescaling of the
-        # gradient entering the convolutions by 1/sqrt(2) is not done.
-        value = keras.layers.Dense(512, activation="relu", name="value_hidden")(x)
-        value = keras.layers.Dense(1, name="value")(value)
-        advantages = keras.layers.Dense(512, activation="relu", name="advantage_hidden")(x)
-        advantages = keras.layers.Dense(num_actions, name="advantages")(advantages)
-        q_values = DuelingHead(name="q_values")([value, advantages])
+    actions = (f": {len(action_names)} actions ({', '.join(action_names)})"
+               if action_names else "")
+    if resumed_step is None:
+        run = "a new run"
     else:
-        x = keras.layers.Dense(512, activation="relu")(x)
-        q_values = keras.layers.Dense(num_actions, name="q_values")(x)
-    return keras.Model(observations, q_values, name=name)
+        run = f"resumed from the checkpoint of step {resumed_step:,} ({plural(games, 'game')})"
+    if memory_restored and (resumed_step or 0) >= config.learning_starts:
+        filling = "restored from the checkpoint, so learning goes on at once"
+    elif memory_restored:
+        filling = (f"restored from the checkpoint; learning starts at step "
+                   f"{config.learning_starts:,}")
+    else:
+        filling = (f"learning {'restarts' if resumed_step is not None else 'starts'} after "
+                   f"{config.learning_starts:,} steps of play that fill it")
+    videos = (f"{config.video_dir} ({_every_nth(config.video_every)} game)"
+              if config.video_every > 0 else "none (--video-every 0)")
+    seed = []
+    if hasattr(config, "seed"):
+        promise = ("deterministic: the same seed repeats this run exactly on this machine"
+                   if getattr(config, "deterministic", False) else
+                   "the same seed gives the same first network and games, after which a "
+                   "run may drift (--deterministic repeats one exactly)")
+        seed = [f"  seed           {config.seed}, {promise}"]
+    return "\n".join([
+        f"Training {config.env_id}{actions}",
+        f"  device         {device or describe_device()}",
+        f"  steps          at most {config.total_steps:,} agent steps; stops earlier once "
+        f"the mean score of 100 games reaches {config.solved_at:g}",
+        f"  replay memory  {config.buffer_size:,} transitions, {replay_bytes / 1e9:.2f} GB; "
+        f"{filling}",
+        f"  run folder     {config.run_dir}: {run}",
+        f"  videos         {videos}",
+        *seed,
+    ])
+
+
+def action_names(env: Any) -> list[str] | None:
+    """The names of a game's actions (Breakout: NOOP, FIRE, RIGHT, LEFT), if it has them."""
+    meanings = getattr(getattr(env, "unwrapped", env), "get_action_meanings", None)
+    return list(meanings()) if callable(meanings) else None
+
+
+def describe_device() -> str:
+    """The device TensorFlow computes on, in words: its first GPU, or the CPU.
+
+    TensorFlow places its work on the first GPU it finds, if any.
+    """
+    import tensorflow as tf  # already imported by any caller that trains
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"CPU: {cpu_description()}; no GPU found (TensorFlow {tf.__version__})"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    name = details.get("device_name", gpus[0].name)
+    others = f", the first of {len(gpus)} GPUs" if len(gpus) > 1 else ""
+    return f"GPU: {name}{others} (TensorFlow {tf.__version__})"
+
+
+def cpu_description() -> str:
+    """The CPU's model and the cores this process may use, e.g. ``Intel Xeon ..., 2 cores``."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    model = " ".join(line.split(":", 1)[1].split())
+                    break
+    except OSError:  # not Linux
+        pass
+    if not model:
+        import platform
+
+        model = platform.processor() or platform.machine() or "unknown CPU"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores"
+
+
+def progress_line(step: int, total_steps: int | None, games: int, score: float,
+                  running_reward: float, epsilon: float, loss: float, mean_q: float,
+                  steps_per_second: float, elapsed_seconds: float,
+                  learn_from_step: int = 0) -> str:
+    """One line of progress: where the run is, how it learns, how fast, how long.
+
+    Args:
+        step: agent steps so far.
+        total_steps: the run's ``--total-steps``, or ``None`` to leave out the
+            percentage and the time left.
+        games: games finished so far.
+        score: the raw score of the last finished game (NaN before any).
+        running_reward: mean raw score of the last 100 games (NaN before any).
+        epsilon: the exploration rate now.
+        loss: mean Huber loss of the last game's updates (NaN before learning starts).
+        mean_q: mean predicted Q(s, a) of those updates.
+        steps_per_second: steps per second over about the last minute (NaN if unknown).
+        elapsed_seconds: wall time since this process started training.
+        learn_from_step: the step at which learning starts; before it the memory fills.
+
+    Returns:
+        The line, without a newline, e.g. ``step 41,200 of 10,000,000 (0.4%) | ...
+        | 41.2 steps/s | 1:02:03 elapsed | at most 2 days, 19:08:38 left``.
+    """
+    where = f"step {step:>10,}"
+    if total_steps:
+        where += f" of {total_steps:,} ({100 * step / total_steps:.1f}%)"
+    parts = [where, f"games {games:>6,}", f"score {_show(score, 'g', 6)}",
+             f"running reward {_show(running_reward, '.2f', 7)}", f"epsilon {epsilon:.3f}",
+             f"loss {_show(loss, '.4f', 6)}", f"mean Q {_show(mean_q, '.3f', 7)}",
+             f"{_show(steps_per_second, '.1f', 6)} steps/s",
+             f"{format_duration(elapsed_seconds)} elapsed"]
+    if total_steps:
+        parts.append(time_left(step, total_steps, steps_per_second, learn_from_step))
+    return " | ".join(parts)
+
+
+def time_left(step: int, total_steps: int, steps_per_second: float,
+              learn_from_step: int = 0) -> str:
+    """The time left to ``total_steps`` at the current rate, as the progress line says it.
+
+    Why it waits for learning: while the memory fills, play is random and nothing is
+    learned, so steps go ten times faster or more (on a 2-core AMD EPYC, about 1,400
+    against 85 steps a second for a Pong run sharing the machine, 2026-12-06); an
+    estimate from that rate would promise a fraction of the real time. Before ``learn_from_step`` it says when learning starts instead, and
+    the logger measures the rate afresh from then, so the estimate rests on learning
+    steps only. It is labelled "at most": the run stops earlier when it is solved.
+
+    Args:
+        step: agent steps so far.
+        total_steps: the run's ``--total-steps``.
+        steps_per_second: the current rate; NaN while unknown.
+        learn_from_step: the step at which learning starts.
+
+    Returns:
+        ``at most 5:10:00 left``, ``filling the memory, learning in 0:00:23``, or
+        ``time left: measuring`` while the rate is unknown.
+    """
+    known = math.isfinite(steps_per_second) and steps_per_second > 0
+    if step < learn_from_step:
+        if not known:
+            return "filling the memory"
+        return (f"filling the memory, learning in "
+                f"{format_duration((learn_from_step - step) / steps_per_second)}")
+    if not known:
+        return "time left: measuring"
+    return f"at most {format_duration(max(total_steps - step, 0) / steps_per_second)} left"
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as ``0:00:05``, ``1:02:03`` or ``2 days, 7:33:20``."""
+    if not math.isfinite(seconds):
+        return "-"
+    if seconds >= 100 * 365 * 86400:
+        return "over 100 years"
+    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+
+
+class StepRate:
+    """Agent steps per second over about the last minute of wall time.
+
+    Why a window: the rate of one game jumps by a factor of two from game to game,
+    and the rate since the start still carries the fast random fill hours later.
+
+    Args:
+        window_seconds: how much of the latest wall time the rate covers.
+    """
+
+    def __init__(self, window_seconds: float = RATE_WINDOW_SECONDS):
+        self.window_seconds = window_seconds
+        self._points: collections.deque[tuple[float, int]] = collections.deque()
+
+    def add(self, now: float, step: int) -> float:
+        """Records that ``step`` steps were done at time ``now``; returns the rate.
+
+        The rate runs from the newest recorded point at least a window older than
+        the next one (or the oldest point kept) to ``now``; NaN until two points
+        with different steps are recorded.
+        """
+        points = self._points
+        points.append((now, step))
+        while len(points) > 2 and now - points[1][0] >= self.window_seconds:
+            points.popleft()
+        then, step_then = points[0]
+        if step == step_then or now <= then:
+            return math.nan
+        return (step - step_then) / (now - then)
+
+    def restart(self) -> None:
+        """Forgets every point: the next rate is measured from the next point on."""
+        self._points.clear()
+
+
+class RunLogger:
+    """Writes one row per finished game to CSV and TensorBoard, and prints progress.
+
+    When a run resumes from a checkpoint taken at step ``resume_step``, the
+    rows written after that step belong to games the resumed run will play again,
+    so they are dropped from ``progress.csv`` and ``heldout_q.csv``; the files then
+    carry on without gaps or duplicates. For TensorBoard the new event file starts
+    with a ``SessionLog.START`` event at ``resume_step + 1``, on which TensorBoard
+    discards the earlier events from that step on (its "purge orphaned data"
+    rule), so its curves do not double back either. TensorBoard's default fast
+    loader (``--load_fast``) ignores that event; it drops an old point only once a
+    new point at an earlier or equal step arrives, so a few old points may remain
+    between the checkpoint and the first new game; ``tensorboard
+    --load_fast=false`` applies the rule exactly.
+
+    A progress line is printed every ``print_every_games`` games and, from
+    ``on_step``, whenever a minute has gone by without one; between games its
+    score, loss and mean Q are those of the last finished game.
+
+    Args:
+        run_dir: folder for the CSV files, the TensorBoard event files and the picture.
+        print_every_games: print a progress line every this many games.
+        resume_step: keep the existing CSV rows up to this step (``None``: start afresh).
+        on_game: called with each game's row as a dict (keys ``PROGRESS_FIELDS``),
+            after it is written; a notebook's live display uses it.
+        total_steps: the run's ``--total-steps``, for the percentage and the time left.
+        learn_from_step: the step at which learning starts (after the memory fills);
+            the rate is measured afresh from then, for an honest time left.
+        picture_every_seconds: redraw ``progress.png`` this often on a background
+            thread and once at ``close``; ``None`` draws no picture.
+        solved_at: the running reward that solves the game, drawn in the picture.
+        title: the picture's title.
+    """
+
+    def __init__(self, run_dir: str, print_every_games: int = 10,
+                 resume_step: int | None = None,
+                 on_game: Callable[[dict[str, float]], None] | None = None, *,
+                 total_steps: int | None = None, learn_from_step: int = 0,
+                 picture_every_seconds: float | None = None, solved_at: float | None = None,
+                 title: str | None = None):
+        os.makedirs(run_dir, exist_ok=True)
+        self.run_dir = run_dir
+        self.path = os.path.join(run_dir, "progress.csv")
+        self.heldout_path = os.path.join(run_dir, "heldout_q.csv")
+        self.print_every_games = print_every_games
+        self.total_steps, self.learn_from_step = total_steps, learn_from_step
+        self._warned = False
+        self._progress = _CsvFile(self.path, PROGRESS_FIELDS, resume_step,
+                                  pause_name="csv-row")  # a test may kill the process there
+        try:
+            self._heldout: _CsvFile | None = _CsvFile(self.heldout_path, HELDOUT_FIELDS,
+                                                      resume_step)
+        except OSError as error:
+            self._heldout = None
+            self._warn(error)
+        self._events: _EventFile | None = _EventFile(run_dir)
+        if resume_step is not None:
+            self._events.add_event(event_pb2.Event(
+                wall_time=time.time(), step=resume_step + 1,
+                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+        self._on_game = on_game
+        self._start_time = time.perf_counter()
+        self._rate = StepRate()
+        self._steps_per_second = math.nan
+        self._learning = False  # whether the rate has been restarted at learn_from_step
+        self._next_sample = self._last_print = self._start_time
+        # The last finished game, for the lines printed between games.
+        self._games, self._last_game = 0, (math.nan, math.nan, math.nan, math.nan)
+        self._closed = False
+        self.picture = (ProgressPicture(run_dir, picture_every_seconds, solved_at, title)
+                        if picture_every_seconds else None)
+
+    def log_game(self, step: int, game: int, score: float, running_reward: float,
+                 epsilon: float, loss: float, mean_q: float) -> None:
+        """Records one finished game.
+
+        Args:
+            step: agent steps taken so far.
+            game: number of games finished so far, this one included.
+            score: the game's raw score (all lives, rewards not clipped).
+            running_reward: mean raw score of the last 100 games (fewer at first).
+            epsilon: exploration rate at this step.
+            loss: mean Huber loss of the updates since the previous game (NaN if none).
+            mean_q: mean predicted Q(s, a) over those updates (NaN if none).
+        """
+        now = time.perf_counter()
+        steps_per_second = self._sample(now, step)
+        elapsed = now - self._start_time
+        self._games, self._last_game = game, (score, running_reward, loss, mean_q)
+        scalars = {"charts/score": score, "charts/running_reward": running_reward,
+                   "charts/epsilon": epsilon, "losses/huber": loss, "losses/mean_q": mean_q,
+                   "charts/steps_per_second": steps_per_second}
+        row = [step, game, _round(score), _round(running_reward), _round(epsilon),
+               _round(loss), _round(mean_q), _round(steps_per_second, 1), _round(elapsed, 2)]
+        self._write_row(self._progress, row)
+        self._write_scalars(step, scalars)
+        if self._on_game is not None:
+            self._on_game(dict(zip(PROGRESS_FIELDS, row)))
+        if game % self.print_every_games == 0:
+            self._print(now, step, epsilon)
+
+    def on_step(self, step: int, epsilon: float) -> None:
+        """Called once per agent step: samples the rate, prints a line once a minute.
+
+        Why: a long game (a Pong game lasts thousands of steps; an agent that learned
+        to keep the ball alive plays for minutes) must not leave the console silent.
+        Each call costs a clock read; the work happens at most once a second.
+
+        Args:
+            step: agent steps so far.
+            epsilon: the exploration rate now.
+        """
+        now = time.perf_counter()
+        if now < self._next_sample:
+            return
+        self._next_sample = now + RATE_SAMPLE_SECONDS
+        self._sample(now, step)
+        if now - self._last_print >= PRINT_AT_LEAST_EVERY_SECONDS:
+            self._print(now, step, epsilon)
+
+    def log_heldout_q(self, step: int, value: float) -> None:
+        """Records one held-out Q: a row of ``heldout_q.csv`` and a TensorBoard point."""
+        if self._heldout is not None:
+            self._write_row(self._heldout, [step, _round(value)])
+        self._write_scalars(step, {"charts/heldout_q": value})
+
+    def flush_to_disk(self) -> bool:
+        """Makes every CSV row written so far durable: flushed and ``fsync``-ed.
+
+        Why: a checkpoint says the run got to its step; the rows of the games up to
+        that step must then survive a power cut too, or the resumed run's CSV would
+        have a gap. Call it before a checkpoint counts as saved.
+
+        Returns:
+            Whether the rows are on disk; after a failure (one warning) ``False``.
+        """
+        if self._closed:
+            return True  # close made them durable
+        try:
+            for log in (self._progress, self._heldout):
+                if log is not None:
+                    log.sync()
+            return True
+        except OSError as error:
+            self._warn(error)
+            return False
+
+    def close(self, draw_picture: bool = True) -> None:
+        """Makes the CSV rows durable, closes the files and draws the picture once more.
+
+        Args:
+            draw_picture: whether to redraw ``progress.png`` a last time (a run
+                stopped at once by a second Ctrl-C does not wait for it).
+        """
+        if self._closed:
+            return
+        if self.picture is not None:
+            self.picture.stop()
+        self.flush_to_disk()
+        self._closed = True
+        closers = [log.close for log in (self._progress, self._heldout) if log is not None]
+        closers += [self._events.close] if self._events is not None else []
+        for closer in closers:
+            try:
+                closer()
+            except OSError:
+                pass  # already warned about, or nothing left to lose
+        if self.picture is not None and draw_picture:
+            self.picture.redraw()
+
+    def _sample(self, now: float, step: int) -> float:
+        """Adds a point to the rate, restarting it when learning starts; returns the rate."""
+        if not self._learning and step >= self.learn_from_step:
+            self._learning = True
+            self._rate.restart()  # the fast random fill must not count in the rate
+        self._steps_per_second = self._rate.add(now, step)
+        return self._steps_per_second
+
+    def _print(self, now: float, step: int, epsilon: float) -> None:
+        self._last_print = now
+        score, running_reward, loss, mean_q = self._last_game
+        print(progress_line(step, self.total_steps, self._games, score, running_reward,
+                            epsilon, loss, mean_q, self._steps_per_second,
+                            now - self._start_time, self.learn_from_step), flush=True)
+
+    def _write_row(self, log: "_CsvFile", row: list) -> None:
+        try:
+            log.write(row)
+        except OSError as error:
+            self._warn(error)
+
+    def _write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        """Writes one TensorBoard event; after a failed write, writes no more.
+
+        Any exception counts, not only ``OSError``: an event writer may report a full
+        disk as a TensorFlow error. A failed write may leave half a record, past
+        which TensorBoard reads nothing, so the event file is given up.
+        """
+        if self._events is None:
+            return
+        try:
+            self._events.add_event(event_pb2.Event(
+                wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[
+                    summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
+                    for tag, value in scalars.items() if math.isfinite(value)])))
+            self._events.flush()
+        except Exception as error:  # noqa: BLE001 - logging must never stop training
+            self._warn(error)
+            events, self._events = self._events, None
+            try:
+                events.close()
+            except Exception:  # noqa: BLE001 - already warned about
+                pass
+
+    def _warn(self, error: BaseException) -> None:
+        if not self._warned:
+            print(f"warning: could not write the log in {self.run_dir} "
+                  f"({first_line(error)}); training goes on", file=sys.stderr, flush=True)
+            self._warned = True
+
+
+class ProgressPicture:
+    """Redraws ``<run-dir>/progress.png`` from the run's CSV files, on a timer, off the loop.
+
+    Why a thread: drawing the curves of a long run takes a good fraction of a second,
+    which the training loop must not wait for. A daemon thread wakes every
+    ``every_seconds``, reads the CSV files (flushed after every row) and writes the
+    picture atomically (``common.plot.write_progress_png``). A failure (an unwritable
+    file, a broken CSV) prints one warning and training goes on.
+
+    Args:
+        run_dir: the run folder.
+        every_seconds: seconds between two redraws.
+        solved_at: the running reward that solves the game, as a dashed line.
+        title: the picture's title.
+    """
+
+    def __init__(self, run_dir: str, every_seconds: float, solved_at: float | None = None,
+                 title: str | None = None):
+        self.run_dir, self.every_seconds = run_dir, every_seconds
+        self.path = os.path.join(run_dir, "progress.png")
+        self.solved_at, self.title = solved_at, title
+        self._warned = False
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._redraw_until_stopped,
+                                        name="progress-picture", daemon=True)
+        self._thread.start()
+
+    def redraw(self) -> bool:
+        """Draws the picture now; returns whether it was written (a failure warns once)."""
+        try:
+            # write_progress_png: written in, from common/plot.py.
+
+            write_progress_png(self.run_dir, self.path, solved_at=self.solved_at,
+                               title=self.title)
+            return True
+        except Exception as error:  # noqa: BLE001 - a picture must never stop training
+            if not self._warned:
+                print(f"warning: could not draw {self.path} ({first_line(error)}); "
+                      f"training goes on", file=sys.stderr, flush=True)
+                self._warned = True
+            return False
+
+    def stop(self) -> None:
+        """Stops the timer, waiting for a redraw in progress to finish."""
+        self._stopping.set()
+        self._thread.join()
+
+    def _redraw_until_stopped(self) -> None:
+        while not self._stopping.wait(self.every_seconds):
+            self.redraw()
+
+
+class HeldOutQ:
+    """The paper's second learning curve: mean max_a Q(s, a) over a fixed set of states.
+
+    Why: the score of single games is noisy; Mnih et al. (2015, Fig. 2) also follow
+    the average of the highest predicted action value over a fixed set of 500
+    states, gathered by random play before training, which rises smoothly while the
+    agent learns. Here the set is drawn once, when learning starts, from the
+    uniformly random play that filled the replay memory, and saved in the run folder
+    as ``heldout_states.npz``, so a resumed run goes on measuring the same states.
+    It is measured right away (the untrained network's values), then every
+    ``every`` agent steps, and once more at the last step when the run closes; each
+    measurement becomes a row of ``heldout_q.csv`` and the TensorBoard scalar
+    ``charts/heldout_q``. A run resumed from a checkpoint older than this
+    measurement has no set: it draws one when its learning restarts (from its own
+    play, not random play) and says so.
+
+    Args:
+        run_dir: the run folder.
+        logger: the run's ``RunLogger``, which writes the measurements.
+        size: how many states the set holds (the paper: 500).
+        every: agent steps between two measurements.
+        seed: seed of the draw; it has its own generator, so drawing the set does
+            not change the replay memory's minibatches.
+        resume_step: the checkpoint's step when the run resumes (``None``: a new run).
+        draw_at_step: the set is drawn at the first step from this one on at which the
+            memory holds ``size`` transitions: the step at which learning starts.
+    """
+
+    def __init__(self, run_dir: str, logger: RunLogger, size: int = 500, every: int = 10_000,
+                 seed: int = 0, resume_step: int | None = None, draw_at_step: int = 0):
+        self.states_path = os.path.join(run_dir, "heldout_states.npz")
+        self.size, self.every, self.draw_at_step = size, every, draw_at_step
+        self._logger = logger
+        self._rng = np.random.default_rng(seed)
+        self.states: np.ndarray | None = None
+        self._step, self._policy = 0, None
+        self._measured_step: int | None = None
+        if os.path.exists(self.states_path):
+            try:
+                with np.load(self.states_path, allow_pickle=False) as archive:
+                    self.states = archive["states"]
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                aside = set_aside(self.states_path)
+                print(f"warning: the held-out states {self.states_path} cannot be read "
+                      f"({first_line(error)}); they are kept as they were in {aside}, and a "
+                      f"new set is drawn", file=sys.stderr, flush=True)
+        elif resume_step is not None:
+            when = ("now, from the restored replay memory" if draw_at_step <= resume_step
+                    else f"at step {draw_at_step:,}, when the memory has refilled")
+            print(f"This run was saved before it measured a held-out Q: its {size} "
+                  f"held-out states are drawn {when} (from the agent's own play, not "
+                  f"random play as in a new run).", flush=True)
+
+    def measure_when_due(self, step: int, memory, greedy_actions) -> None:
+        """Called once per agent step: draws the set when learning starts, measures every ``every``.
+
+        Args:
+            step: agent steps so far.
+            memory: the replay memory; the set is drawn from it.
+            greedy_actions: the policy of ``common.dqn.make_greedy_policy``, which also
+                returns the action values.
+        """
+        self._step, self._policy = step, greedy_actions
+        if self.states is None:
+            if step >= self.draw_at_step and len(memory) >= self.size:
+                self.states = memory.sample(self.size, rng=self._rng).observations
+                self._save_states()
+                self._measure(step)  # the untrained (or resumed) network's values
+        elif step % self.every == 0:
+            self._measure(step)
+
+    def close(self) -> None:
+        """Measures once more at the last step, so that even a short run ends with a point."""
+        if self.states is not None and self._policy is not None \
+                and self._measured_step != self._step:
+            self._measure(self._step)
+
+    def _measure(self, step: int) -> None:
+        _, q_values = self._policy(self.states)
+        self._logger.log_heldout_q(step, float(np.mean(np.max(q_values.numpy(), axis=1))))
+        self._measured_step = step
+
+    def _save_states(self) -> None:
+        try:
+            write_atomically(self.states_path,
+                             lambda temporary: np.savez_compressed(temporary, states=self.states))
+        except OSError as error:
+            self._logger._warn(error)
+
+
+class _CsvFile:
+    """A CSV log kept open for appending, one flushed row at a time.
+
+    On a resume the file is read back first (``common.files.read_table``): its rows up
+    to the checkpoint's step are kept, the later ones (games to be played again) are
+    dropped. A file that is damaged is not cut down: it is set aside intact under
+    another name, with one warning, and its readable rows go on in a new file.
+
+    Args:
+        path: the file.
+        fields: its header.
+        resume_step: keep the existing rows up to this step (``None``: start afresh
+            with the header alone).
+        pause_name: a ``common.fault_points`` name to pause at while a row is written.
+    """
+
+    def __init__(self, path: str, fields: Sequence[str], resume_step: int | None,
+                 pause_name: str | None = None):
+        self._pause_name = pause_name
+        kept: list[list[str]] = []
+        if resume_step is not None and os.path.exists(path):
+            rows, problem = read_table(path, fields)
+            kept = [row for row in rows if int(row[0]) <= resume_step]
+            if problem:
+                aside = set_aside(path)
+                print(f"warning: {path} is damaged ({problem}); it is kept as it was in "
+                      f"{aside}, and its {len(kept):,} readable rows up to step "
+                      f"{resume_step:,} go on in a new {os.path.basename(path)}",
+                      file=sys.stderr, flush=True)
+        table = io.StringIO()
+        csv.writer(table).writerows([list(fields), *kept])
+        write_atomically(path, table.getvalue())
+        self._file = open(path, "a", newline="")
+        self._csv = csv.writer(self._file)
+
+    def write(self, row: list) -> None:
+        """Appends a row and hands it to the operating system."""
+        self._csv.writerow(row)
+        if self._pause_name:
+            pause_point(self._pause_name)
+        self._file.flush()
+
+    def sync(self) -> None:
+        """Makes the rows written so far durable."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _EventFile:
+    """A TensorBoard event file, written with plain Python file calls on this thread.
+
+    Why not TensorBoard's ``EventFileWriter``: it writes through TensorFlow's file
+    system, partly on a worker thread, so a full disk raises a TensorFlow error
+    (``tf.errors.ResourceExhaustedError`` with TensorFlow 2.21), not an ``OSError``,
+    and a write that failed on the worker surfaces only at a later call. Here a
+    failed write raises ``OSError`` at once, in the caller.
+    The file has the format and the name TensorBoard looks for
+    (``events.out.tfevents.<time>.<host>.<pid>.<n>``); each record's checksum is
+    computed in Python, once per game.
+
+    Args:
+        run_dir: the folder the file is created in.
+    """
+
+    _numbers = itertools.count()  # tells apart two files of one process in one second
+
+    def __init__(self, run_dir: str):
+        name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+                f"{os.getpid()}.{next(self._numbers)}")
+        self.path = os.path.join(run_dir, name)
+        self._file = open(self.path, "ab")
+        self._records = RecordWriter(self._file)
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self.flush()
+
+    def add_event(self, event: event_pb2.Event) -> None:
+        """Appends one event (written to the operating system by ``flush``)."""
+        self._records.write(event.SerializeToString())
+
+    def flush(self) -> None:
+        """Hands the buffered events to the operating system."""
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flushes and closes the file."""
+        self._file.close()
+
+
+def _round(value: float, digits: int = 5) -> float:
+    return round(float(value), digits) if math.isfinite(value) else value
+
+
+def _show(value: float, spec: str, width: int) -> str:
+    """A number for the progress line, or ``-`` where there is none yet (NaN)."""
+    return format(value, f">{width}{spec}") if math.isfinite(value) else "-".rjust(width)
+
+
+def plural(number: int, noun: str) -> str:
+    """``1 game``, ``2 games``, ``1,000 games``."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def _every_nth(number: int) -> str:
+    """``every``, ``every 2nd``, ``every 100th``..."""
+    if number == 1:
+        return "every"
+    suffix = "th" if number % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(
+        number % 10, "th")
+    return f"every {number:,}{suffix}"
 
 
 """
@@ -4094,8 +4417,8 @@ class Run:
             memory: the replay memory, from which the held-out states are drawn.
             greedy_actions: the policy, which also gives the action values.
         """
-        self.heldout_q.after_step(state.step, memory, greedy_actions)  # the paper's Fig. 2
-        self.logger.after_step(state.step, epsilon)
+        self.heldout_q.measure_when_due(state.step, memory, greedy_actions)  # the paper's Fig. 2
+        self.logger.on_step(state.step, epsilon)
 
     def save(self, state: LoopState, memory: ReplayMemory, learner: BackgroundLearner) -> str:
         """Writes a checkpoint of the whole run; returns its path.
@@ -4449,327 +4772,6 @@ def _has_rows(path: str) -> bool:
             return sum(1 for _ in zip(range(2), file)) > 1
     except OSError:
         return False
-
-
-"""
-## Configuration
-
-Every setting lives here, with its unit. The command line can override any of
-them (`--total-steps 2000`, `--video-every 0`, ...). One *step* is one agent
-decision, which the environment repeats for 4 emulator frames, so 1,000,000
-steps are 4,000,000 frames, a little over 18 hours of play at 60 frames a second.
-
-The defaults follow the Nature paper except where CleanRL's `dqn_atari.py`
-learns faster; those lines say `Deviation`. CleanRL's curves with its own settings
-reach a Pong score of 18 near 2.4 to 3.2 million steps; ours decay exploration
-faster and we expect them to get there no later.
-"""
-
-
-@dataclass
-class Config:
-    env_id: str = "PongNoFrameskip-v4"
-    """Gymnasium id of the game: a NoFrameskip-v4 id (no sticky actions; the frame
-    skipping is done by our wrappers)."""
-    # Deviation (training-length): the paper trained for 50 million frames and then
-    # evaluated; a run here stops once solved_at is reached, or after total_steps.
-    total_steps: int = 10_000_000
-    """agent steps to train for at most (one step is 4 emulator frames)."""
-    solved_at: float = 18.0
-    """stop once the mean raw score of the last 100 games reaches this."""
-    seed: int = 1
-    """seed of everything random: the initial weights, the games, the exploration and the
-    replay sampling. A run starts alike each time; later the update thread's timing may
-    make it drift (--deterministic repeats it exactly)."""
-    buffer_size: int = 1_000_000
-    """replay memory size in transitions, as in the paper (about 7.1 GB: one 84x84
-    frame each)."""
-    learning_starts: int = 50_000
-    """agent steps of uniformly random play that fill the memory before learning starts
-    (paper: 50,000)."""
-    batch_size: int = 32
-    """transitions per gradient update (paper: 32)."""
-    train_every: int = 4
-    """agent steps between two gradient updates (paper: 4)."""
-    # Deviation (target-update): the paper copies every 10,000 steps; CleanRL's 1,000
-    # learns Breakout faster.
-    target_update_every: int = 1_000
-    """agent steps between copies of the online network into the target network
-    (paper: 10,000)."""
-    # Deviation (adam): the paper used RMSProp (learning rate 0.00025, momentum 0.95);
-    # CleanRL's Adam at 1e-4 learns faster and is less sensitive to its settings.
-    learning_rate: float = 1e-4
-    """Adam learning rate (paper: RMSProp at 0.00025)."""
-    gamma: float = 0.99
-    """discount factor per agent step (paper: 0.99)."""
-    eps_start: float = 1.0
-    """exploration rate epsilon when learning starts, where its decay begins; play is
-    uniformly random before (paper: 1.0)."""
-    # Deviation (exploration): the paper falls to 0.1 over 1,000,000 steps (its table says
-    # "frames", but DeepMind's code counts agent steps and starts when learning starts);
-    # ours falls to 0.01 four times faster, so that the agent's own play dominates early.
-    eps_end: float = 0.01
-    """exploration rate after the decay (paper: 0.1)."""
-    eps_decay_steps: int = 250_000
-    """agent steps, counted from learning_starts, over which epsilon falls linearly to
-    eps_end (paper: 1,000,000)."""
-    # Deviation (gradient-clipping): the paper clips no gradient; Stable-Baselines3 does.
-    max_gradient_norm: float = 10.0
-    """gradients are rescaled to at most this global norm (the paper has no such
-    clipping)."""
-    double_dqn: bool = False
-    """Double DQN's target (van Hasselt et al., 2016): the online network picks the next
-    action, the target network values it; off, as in the paper."""
-    n_step: int = 1
-    """rewards each target sums before it bootstraps, gamma^N times the value N steps on
-    (n-step returns; Rainbow, Hessel et al., 2018, uses 3); 1, as in the paper."""
-    dueling: bool = False
-    """the dueling network of Wang et al. (2016): a state-value and an action-advantage
-    stream; off, as in the paper."""
-    overlap_updates: bool = True
-    """run each update on a worker thread while the agent plays on (faster; the agent may
-    act with weights one update old)."""
-    deterministic: bool = False
-    """repeat a run exactly, given the same seed, machine and TensorFlow version: exact
-    TensorFlow ops and every update in turn (implies --no-overlap-updates; slower)."""
-    video_every: int = 100
-    """record every N-th game as an MP4 (0: never)."""
-    video_dir: str = "videos/pong"
-    """folder for the MP4 recordings."""
-    run_dir: str = "runs/pong"
-    """folder for progress.csv, TensorBoard logs, checkpoints and model.keras."""
-    log_every_games: int = 10
-    """print a console line every N finished games."""
-    checkpoint_every: int = 50_000
-    """agent steps between checkpoints (each about 27 MB without the replay memory)."""
-    resume: bool = False
-    """continue the run saved in --run-dir from its latest checkpoint."""
-    save_replay: bool = False
-    """also save the replay memory with each checkpoint, so a resume need not refill it:
-    7.1 GB each at 1,000,000 transitions, and up to 4 on disk at once (28 GB: the 3 kept
-    and the one being written); free disk space is checked before each."""
-    evaluate: str = ""
-    """instead of training, play a saved agent: a .keras file or a run folder."""
-    plot: list[str] = field(default_factory=list)
-    """instead of training, draw the learning curves of these run folders (overlaid) as a PNG."""
-    # Deviation (evaluation-games): the paper scores 30 games; 10 take a third of the time.
-    episodes: int = 10
-    """games to play with --evaluate (the paper played 30)."""
-    eval_epsilon: float = 0.05
-    """exploration rate while evaluating (paper: 0.05)."""
-
-
-"""
-## Environment
-
-`make_env` applies the DeepMind preprocessing (see `common/atari.py` for each
-step): 1 to 30 random no-ops at the start of a game, every action repeated for
-4 frames with the pixel-wise maximum of the last two frames as the observation
-(Atari sprites flicker), a lost life ending the learning episode while the game
-goes on (Pong has no lives, so its episodes are whole games), FIRE pressed
-after each reset in every game that has it (a departure from the paper),
-rewards clipped to -1, 0 or +1 (Pong's are already), 84x84 grayscale frames and
-a stack of the last 4 of them. The score we report is the raw score of a whole
-game (21 points, the agent's minus the opponent's); gymnasium's
-`RecordEpisodeStatistics` puts it in `info["episode"]["r"]` when a game ends.
-"""
-
-"""
-## Q-network
-
-The network of the paper: three convolutions and a 512-unit layer, with one
-linear output per action. The number of actions is read from the environment
-(Pong has 6: NOOP, FIRE, RIGHT, LEFT, RIGHTFIRE, LEFTFIRE). The target network is a second copy
-of the same architecture. `--dueling`, an option beyond the paper and off by
-default, builds the dueling network of Wang et al. (2016) instead: a state-value
-stream and an action-advantage stream after the convolutions.
-"""
-
-"""
-## Replay memory
-
-Learning from consecutive frames would show the network a long run of almost
-identical states; sampling uniformly from the last million transitions breaks
-those correlations. `ReplayMemory` stores each 84x84 frame once (7 KB) with
-its action, clipped reward and terminated flag, and rebuilds the 4-frame stacks
-when it samples, so 1,000,000 transitions take about 7.1 GB instead of the 56 GB
-of storing two stacks per transition.
-"""
-
-"""
-## Training step
-
-`make_train_step` returns a `tf.function` that does one update on a batch: the
-target `y = r + gamma * max_a' Q_target(s', a') * (1 - terminated)`, the Huber
-loss between `y` and `Q(s, a)` under a `GradientTape` (the paper's error
-clipping), gradient clipping and the optimizer step: Keras' Adam, which
-`FusedAdam` applies with one fused TensorFlow kernel (the same arithmetic, a
-little faster on a CPU). Only a real end of the
-learning episode (`terminated`) cuts the bootstrap; a game stopped by the time
-limit (`truncated`) still looks ahead.
-
-Acting calls the network through a `tf.function` too: about 1 ms a step on a
-CPU, where `model.predict` would cost about 100.
-
-`BackgroundLearner` runs each update on a worker thread while the agent plays
-the next four steps, since on a CPU an update takes longer than those four
-steps. The updates are the same, in the same order; the agent may then act with
-weights one update old, where the paper acts with the newest (a deviation, marked
-in `common/dqn.py`). The learner
-lets the running update finish before the target network is synced or a
-checkpoint is taken.
-`--no-overlap-updates` runs every update in turn, as the paper does.
-
-Two options beyond the paper change the target, and both are off by default:
-`--double-dqn` lets the online network choose the next action and the target
-network value it (van Hasselt et al., 2016), and `--n-step N` sums N rewards
-before bootstrapping, `r_t + gamma r_t+1 + ... + gamma^N max_a' Q_target(s_t+N, a')`,
-which the replay memory reads from the transitions it keeps.
-"""
-
-
-def epsilon_at(step: int, config: Config) -> float:
-    """The exploration rate after `step` agent steps.
-
-    It is 1 (uniformly random play) while the memory first fills, then falls linearly
-    from `eps_start` to `eps_end` over `eps_decay_steps` steps and stays there. A
-    resumed run that refills its memory plays at the epsilon of its step.
-    """
-    if step < config.learning_starts:
-        return 1.0
-    if config.eps_decay_steps == 0:
-        return config.eps_end
-    fraction = min((step - config.learning_starts) / config.eps_decay_steps, 1.0)
-    return config.eps_start + fraction * (config.eps_end - config.eps_start)
-
-
-"""
-## Training loop
-
-The loop below is the whole algorithm: choose an action epsilon-greedily, play
-it, store the transition, learn every `train_every` steps once the memory holds
-`learning_starts` transitions, copy the online network into the target every
-`target_update_every` steps. Games are counted when the real game ends (one
-side reaches 21 points), and the *running reward* is the mean raw score of the last 100 of
-them. Training stops when it reaches `solved_at` over a full window of 100
-games, or after `total_steps`.
-
-The run's bookkeeping (opening or resuming the run folder, checkpoints, logs,
-the final model) is `common/run.py`'s `Run`; every line below is the algorithm.
-`make_env` and `build_q_network` are arguments so that the tests can run this
-very loop on a small game of their own.
-"""
-
-
-def train(config: Config, make_env=make_env, build_q_network=build_q_network,
-          on_game=None) -> dict:
-    """Trains a DQN agent as configured; returns a summary of the run.
-
-    `on_game(row)`, if given, gets each finished game's logged values (a dict).
-    """
-    run = Run(config, on_game)  # refuses a bad resume or an occupied folder before any work
-    config = run.config  # on --resume: the run's saved settings, with the changes allowed
-    seed_everything(config.seed, config.deterministic)  # the initial weights too
-    env = make_env(config.env_id, video_dir=config.video_dir, video_every=config.video_every,
-                   first_game=run.games_played + 1)
-    num_actions = int(env.action_space.n)  # Pong: 6
-    observation_shape = env.observation_space.shape  # (84, 84, 4): the last 4 frames
-    q_network = build_q_network(observation_shape, num_actions, dueling=config.dueling)
-    target_network = build_q_network(observation_shape, num_actions, name="target_network",
-                                     dueling=config.dueling)
-    optimizer = FusedAdam(learning_rate=config.learning_rate)  # Keras' Adam, one fused kernel
-    greedy_actions = make_greedy_policy(q_network)
-    train_step = make_train_step(q_network, target_network, optimizer, config.gamma,
-                                 config.max_gradient_norm, config.double_dqn)
-    learner = BackgroundLearner(train_step, make_target_sync(q_network, target_network),
-                                overlap=config.overlap_updates)
-    memory = ReplayMemory(config.buffer_size, frame_shape=observation_shape[:-1],
-                          history_length=observation_shape[-1], seed=config.seed,
-                          n_step=config.n_step, discount=config.gamma)
-    # A new run starts with the target network equal to the online one; a resume restores
-    # the networks, optimizer, counts, exploration state and, if saved, the memory. Learning
-    # waits for learning_starts transitions (after a resume, unless the memory was restored).
-    state = run.start_or_restore(q_network, target_network, optimizer, memory, learner, env)
-    learn_from_step = first_learning_step(state.step, config.learning_starts, run.memory_restored)
-
-    observation, _ = env.reset(seed=config.seed + state.games)
-    with GracefulStop() as stop, run, learner, env:
-        while state.step < config.total_steps and not stop.requested:  # Ctrl-C: save, stop
-            # Act epsilon-greedily, play the action, remember the transition.
-            epsilon = epsilon_at(state.step, config)
-            action = choose_action(greedy_actions, observation, epsilon, state.rng, num_actions)
-            next_observation, reward, terminated, truncated, info = env.step(action)
-            memory.add(observation, action, reward, next_observation, terminated, truncated)
-            observation = next_observation
-            if terminated or truncated:  # a life lost, or the game over: next episode
-                observation, reset_info = env.reset()
-                info = {**reset_info, **info}  # a game may end in reset's no-op or FIRE
-            state.step += 1
-
-            # Learn from a random batch of past transitions; now and then refresh the target.
-            if state.step % config.train_every == 0 and state.step >= learn_from_step:
-                learner.update(memory.sample(config.batch_size))
-            if state.step % config.target_update_every == 0:
-                learner.sync_target()
-
-            # A whole game (all lives) ended: log its raw score, and stop once solved.
-            if "episode" in info:
-                state.record_game(float(info["episode"]["r"]))
-                run.log_game(state, epsilon, learner)
-                if state.solved(config.solved_at):
-                    break
-            run.after_step(state, epsilon, memory, greedy_actions)  # held-out Q, progress line
-            if state.step % config.checkpoint_every == 0:
-                run.save(state, memory, learner)
-    return run.finish(state, stop, q_network, memory, learner)
-
-
-"""
-## Evaluation and video
-
-The paper scores an agent over 30 games with epsilon 0.05, random no-op starts
-and at most 5 minutes of play (18,000 frames) per game. `evaluate` plays
-`--episodes` such games with a saved network, records each as an MP4 and prints
-the mean and standard deviation of the raw scores.
-"""
-
-
-def evaluate(config: Config, make_env=make_env, build_q_network=build_q_network) -> list[float]:
-    """Plays `config.episodes` games with a saved agent; returns their raw scores."""
-    config = settings_for_evaluation(config)  # a run folder's own --dueling, --n-step, ...
-    seed_everything(config.seed, config.deterministic)
-    env = make_env(config.env_id, video_dir=config.video_dir, video_every=1,
-                   video_label="evaluation",  # keeps these apart from the training videos
-                   max_frames_per_game=5 * 60 * 60)  # 5 minutes at 60 frames a second
-    num_actions = int(env.action_space.n)
-    q_network = load_agent(config.evaluate, config.env_id, env.observation_space.shape,
-                           num_actions, build_q_network, dueling=config.dueling)
-    greedy_actions = make_greedy_policy(q_network)
-    rng = np.random.default_rng(config.seed)
-    scores = []
-    observation, _ = env.reset(seed=config.seed)
-    with GracefulStop("stopping; the unfinished game is not scored") as stop, env:
-        while len(scores) < config.episodes and not stop.requested:
-            action = choose_action(greedy_actions, observation, config.eval_epsilon, rng,
-                                   num_actions)
-            observation, _, terminated, truncated, info = env.step(action)
-            if terminated or truncated:
-                observation, reset_info = env.reset()
-                info = {**reset_info, **info}  # a game may end in reset's no-op or FIRE
-            if "episode" in info:
-                scores.append(float(info["episode"]["r"]))
-                print(f"game {len(scores)}: score {scores[-1]:g}", flush=True)
-    if scores:
-        print(f"Mean score {np.mean(scores):.2f}, standard deviation {np.std(scores):.2f}, "
-              f"over {plural(len(scores), 'game')}. Videos in {config.video_dir}.", flush=True)
-    if stop.requested:
-        raise Interrupted(stop.signal_name, f"after {len(scores)} of {config.episodes} games")
-    return scores
-
-
-def main(argv=None) -> int:
-    """Runs training or evaluation as the command line says; returns the exit status."""
-    return command_line(Config, train, evaluate, "Deep Q-Learning for Atari Pong.", argv)
 
 
 if __name__ == "__main__":

@@ -8,19 +8,18 @@ small network, so a run of a few thousand steps takes seconds:
     python -m tests.catch_dqn --run-dir R --total-steps 3000 [--resume] ...
 """
 
-import functools
 import sys
 
 import breakout_dqn
 from common.cli import command_line, exit_with
-from tests.catch_env import build_small_q_network, make_catch_env
+from tests.catch_env import playing_catch
 
 CATCH_DEFAULTS = ["--env-id", "Catch", "--solved-at", "2", "--video-every", "0",
                   "--learning-starts", "100", "--buffer-size", "2000", "--batch-size", "16",
                   "--target-update-every", "100", "--log-every-games", "100000"]
 
 if __name__ == "__main__":
-    train = functools.partial(breakout_dqn.train, make_env=make_catch_env,
-                              build_q_network=build_small_q_network)
-    exit_with(command_line(breakout_dqn.Config, train, breakout_dqn.evaluate, "Catch DQN",
-                           CATCH_DEFAULTS + sys.argv[1:]))
+    with playing_catch(breakout_dqn):
+        status = command_line(breakout_dqn.Config, breakout_dqn.train, breakout_dqn.evaluate,
+                              "Catch DQN", CATCH_DEFAULTS + sys.argv[1:])
+    exit_with(status)

@@ -16,6 +16,8 @@ frame stacks, newest frame last, and the raw score in `info["episode"]["r"]`.
 
 from __future__ import annotations
 
+import contextlib
+
 import gymnasium as gym
 import keras
 import numpy as np
@@ -125,3 +127,20 @@ def build_small_q_network(observation_shape: tuple[int, ...], num_actions: int,
     x = keras.layers.Dense(64, activation="relu")(x)
     q_values = keras.layers.Dense(num_actions, name="q_values")(x)
     return keras.Model(observations, q_values, name=name)
+
+
+@contextlib.contextmanager
+def playing_catch(*scripts):
+    """Runs the game scripts' very ``train`` and ``evaluate`` on Catch with the small network.
+
+    Why: a script's loop calls its module's ``make_env`` and ``build_q_network``
+    when it runs, so swapping those two names for the duration is all it takes.
+    """
+    saved = [(script, script.make_env, script.build_q_network) for script in scripts]
+    for script in scripts:
+        script.make_env, script.build_q_network = make_catch_env, build_small_q_network
+    try:
+        yield
+    finally:
+        for script, make_env, build_q_network in saved:
+            script.make_env, script.build_q_network = make_env, build_q_network

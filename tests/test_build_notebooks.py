@@ -6,6 +6,7 @@ The generator only ever runs here on temporary copies of the sources, or with --
 """
 
 import ast
+import re
 import dataclasses
 import importlib.util
 import inspect
@@ -147,11 +148,13 @@ def test_generated_files_are_up_to_date():
 def test_modules_come_once_each_after_the_modules_they_import(tmp_path):
     root = make_repository(tmp_path, CHAIN,
                            "from common.c import c_value\nfrom common.a import A_VALUE",
-                           code="print(round(c_value(), 3), A_VALUE)")
+                           code="def play():\n    print(round(c_value(), 3), A_VALUE)\n\n\n"
+                                "if __name__ == \"__main__\":\n    play()")
     text = standalone_of(root)
     headings = [line for line in text.splitlines() if line.startswith("### common/")]
     assert headings == ["### common/a.py", "### common/b.py", "### common/c.py"]
-    assert text.index("## Setup") < text.index("## The shared parts") < text.index("## Play")
+    # The script's own text first, then the appendix; the main block last.
+    assert text.index("## Setup") < text.index("## Play") < text.index("## Appendix")
     # The file runs alone, in an empty folder.
     (tmp_path / "alone").mkdir()
     (tmp_path / "alone" / "game.py").write_text(text)
@@ -163,6 +166,7 @@ def test_modules_come_once_each_after_the_modules_they_import(tmp_path):
 
 
 def test_real_modules_are_in_dependency_order():
+    """In a standalone file every module sits in the appendix, after the ones it imports."""
     for name in GAMES:
         text = (ROOT / "standalone" / f"{name}.py").read_text()
         order = [line[len("### "):] for line in text.splitlines() if line.startswith("### common/")]
@@ -182,15 +186,15 @@ def test_imports_of_common_go_and_in_function_ones_become_comments(tmp_path):
     assert not [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
                 and "common" in ((node.module or "") if isinstance(node, ast.ImportFrom)
                                  else node.names[0].name)]
-    assert "    # A_VALUE: written in above, from common/a.py.\n\n    return A_VALUE + 1" in text
+    assert "    # A_VALUE: written in, from common/a.py.\n\n    return A_VALUE + 1" in text
     # The only statement of a block becomes "pass" with the comment, so the block stays valid.
-    assert "        pass  # A_VALUE: written in above, from common/a.py.\n    return True" in text
+    assert "        pass  # A_VALUE: written in, from common/a.py.\n    return True" in text
     assert "__all__" not in text
     # The future import comes first, right after the header and the notice.
     assert isinstance(tree.body[1], ast.ImportFrom) and tree.body[1].module == "__future__"
     assert text.count("from __future__") == 1
     # The modules' imports moved to Setup, once each, in place of the script's common imports.
-    setup = text[text.index("## Setup"):text.index("## The shared parts")]
+    setup = text[text.index("## Setup"):text.index("## Appendix")]
     assert "import math\nfrom typing import Any" in setup
     assert text.count("import math") == 1 and text.count("import os") == 1
 
@@ -346,7 +350,7 @@ def test_the_parameters_cell_holds_the_config_defaults():
 
 def test_the_install_cell_installs_only_what_is_missing(monkeypatch):
     notebook = nbformat.reads((ROOT / "notebooks" / "breakout_dqn.ipynb").read_text(), 4)
-    install = notebook.cells[1].source
+    install = next(cell.source for cell in notebook.cells if "REQUIREMENTS = [" in cell.source)
     namespace = {}
     exec(install, namespace)  # everything is installed here: nothing to do
     assert namespace["missing"] == []
@@ -430,3 +434,67 @@ def test_the_standalone_file_has_the_scripts_flags_and_defaults(name, capsys):
                     == inspect.signature(getattr(GAMES[name], function)).parameters.keys())
     finally:
         del sys.modules[spec.name]
+
+
+BOOKKEEPING = ("common/files.py", "common/config.py", "common/cli.py", "common/checkpoint.py",
+               "common/run.py", "common/logger.py", "common/plot.py", "common/video.py",
+               "common/fault_points.py")
+
+
+def collapsed(cell):
+    return (cell.metadata.get("cellView") == "form" and cell.source.startswith("# @title ")
+            and cell.metadata.get("jupyter", {}).get("source_hidden") is True)
+
+
+@pytest.mark.parametrize("name", GAMES)
+def test_a_notebook_shows_the_algorithm_before_the_bookkeeping(name):
+    cells = nbformat.reads((ROOT / "notebooks" / f"{name}.ipynb").read_text(), 4).cells
+    train = next(index for index, cell in enumerate(cells) if "\ndef train(" in "\n" + cell.source)
+    before = cells[:train]
+    assert [cell.source.splitlines()[0] for cell in cells[:2]][1] == "## Introduction"
+    visible = [cell for cell in before if not collapsed(cell)]
+    assert sum(len(cell.source.splitlines()) for cell in visible) <= 1200
+    # The network and the train step are there to read, each under its own section.
+    def section(text):  # the heading of the script's section a cell stands in
+        index = next(index for index, cell in enumerate(before) if text in cell.source)
+        return next(cell.source.splitlines()[0] for cell in before[index::-1]
+                    if cell.source.startswith("## ")), before[index]
+
+    heading, network = section("def build_q_network(")
+    assert heading == "## Q-network" and not collapsed(network)
+    heading, step = section("def make_train_step(")
+    assert heading == "## Training step" and not collapsed(step)
+    assert "tf.GradientTape()" in step.source and "Huber" in step.source
+    # No bookkeeping module's code before the loop; all of it collapsed, in the appendix,
+    # before the training cell.
+    for cell in before:
+        assert not any(f"### {path}" in cell.source for path in BOOKKEEPING)
+    appendix = next(index for index, cell in enumerate(cells) if cell.source.startswith(
+        "## Appendix"))
+    training = next(index for index, cell in enumerate(cells) if cell.source.startswith(
+        "## Training, with a live learning curve"))
+    assert train < appendix < training
+    code = [cell for cell in cells[appendix:training] if cell.cell_type == "code"]
+    assert len(code) == len(BOOKKEEPING) and all(collapsed(cell) for cell in code)
+    # The long modules shown under their sections are collapsed too.
+    assert sum(collapsed(cell) for cell in before) == 2
+
+
+@pytest.mark.parametrize("name", GAMES)
+def test_a_standalone_file_opens_with_the_script_and_ends_with_its_main_block(name):
+    lines = (ROOT / "standalone" / f"{name}.py").read_text().splitlines()
+    train = next(number for number, line in enumerate(lines, 1) if line.startswith("def train("))
+    appendix = lines.index("## Appendix: the shared parts, from common/")
+    assert train <= 450 and train < appendix
+    assert lines[-2:] == ['if __name__ == "__main__":', "    exit_with(main())"]
+
+
+def test_notebook_links_are_absolute_and_name_the_badges_repository():
+    badges = [path.read_text() for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+              if path.exists()]
+    badge = f"colab.research.google.com/github/{generator.REPOSITORY}/blob/main/notebooks/"
+    assert any(badge in text for text in badges)
+    for name in GAMES:
+        for cell in nbformat.reads((ROOT / "notebooks" / f"{name}.ipynb").read_text(), 4).cells:
+            for link in re.findall(r"\]\(([^)]+)\)", cell.source):
+                assert link.startswith("https://"), (name, link)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from common.cli import (GracefulStop, Interrupted, check_writable, command_line, in_its_words,
-                        resume_advice, run)
+                        resume_advice, train_or_evaluate)
 from common.config import ConfigError
 
 
@@ -38,7 +38,7 @@ def no_evaluation(config):
 
 def test_a_finished_run_exits_0(tmp_path):
     config = TinyConfig(run_dir=str(tmp_path / "R"))
-    assert run(config, finished, no_evaluation) == 0
+    assert train_or_evaluate(config, finished, no_evaluation) == 0
     assert (tmp_path / "R").is_dir()
 
 
@@ -52,7 +52,7 @@ def test_failures_end_with_one_line_and_a_status(tmp_path, capsys, error, status
     def failing(config):
         raise error
 
-    assert run(TinyConfig(run_dir=str(tmp_path / "R")), failing, no_evaluation) == status
+    assert train_or_evaluate(TinyConfig(run_dir=str(tmp_path / "R")), failing, no_evaluation) == status
     printed = capsys.readouterr().err
     assert message in printed and printed.count("\n") == 1 and "Traceback" not in printed
 
@@ -111,7 +111,7 @@ def test_an_interrupted_evaluation_exits_with_the_signal_status(tmp_path, capsys
 
     config = TinyConfig(run_dir=str(tmp_path / "R"), evaluate="model.keras",
                         video_dir=str(tmp_path / "V"))
-    assert run(config, finished, stopped_evaluation) == status
+    assert train_or_evaluate(config, finished, stopped_evaluation) == status
     assert capsys.readouterr().err == f"Stopped by {signal_name} after 2 of 10 games.\n"
 
 
@@ -143,7 +143,7 @@ def test_a_refusal_in_a_notebook_names_the_setting(tmp_path, capsys, monkeypatch
     def refused(config):
         raise ConfigError(f"{config.run_dir} already holds a run; add --resume to continue it")
 
-    assert run(NotebookConfig(run_dir=str(tmp_path)), refused, no_evaluation) == 2
+    assert train_or_evaluate(NotebookConfig(run_dir=str(tmp_path)), refused, no_evaluation) == 2
     assert "add resume = True to continue it" in capsys.readouterr().err
 
 
@@ -164,6 +164,6 @@ def test_flags_given_with_resume_wait_for_the_runs_own_settings(tmp_path):
     config = parse_config(breakout_dqn.Config, ["--resume", "--buffer-size", "20000",
                                                 "--run-dir", str(tmp_path)])
     trained = []
-    assert run(config, lambda config: trained.append(config) or finished(config),
+    assert train_or_evaluate(config, lambda config: trained.append(config) or finished(config),
                no_evaluation) == 0
     assert trained

@@ -17,7 +17,7 @@ import pytest
 
 import breakout_dqn
 from common.cli import command_line
-from tests.catch_env import build_small_q_network, make_catch_env
+from tests.catch_env import build_small_q_network, playing_catch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIME_COLUMNS = ("steps_per_second", "elapsed_seconds")
@@ -78,7 +78,8 @@ def test_the_default_mode_starts_every_run_of_a_seed_from_the_same_network(tmp_p
             env_id="Catch", total_steps=610, solved_at=2.0, seed=seed, buffer_size=1_000,
             learning_starts=600, video_every=0, run_dir=str(tmp_path / name),
             log_every_games=1_000, checkpoint_every=100_000)
-        breakout_dqn.train(config, make_env=make_catch_env, build_q_network=build_small_q_network)
+        with playing_catch(breakout_dqn):
+            breakout_dqn.train(config)
         with open(tmp_path / name / "heldout_q.csv", newline="") as file:
             return next(csv.DictReader(file))["heldout_q"]
 
@@ -93,7 +94,7 @@ def test_evaluation_games_follow_the_seed(tmp_path):
     def scores(seed):
         config = dataclasses.replace(breakout_dqn.Config(env_id="Catch"), evaluate=model,
                                      episodes=30, seed=seed, video_dir=str(tmp_path / "V"))
-        return breakout_dqn.evaluate(config, make_env=make_catch_env,
-                                     build_q_network=build_small_q_network)
+        with playing_catch(breakout_dqn):
+            return breakout_dqn.evaluate(config)
 
     assert scores(1) == scores(1) != scores(2)

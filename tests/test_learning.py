@@ -25,7 +25,7 @@ import tensorflow as tf
 
 import breakout_dqn
 from common.checkpoint import load_q_network
-from tests.catch_env import build_small_q_network, make_catch_env
+from tests.catch_env import make_catch_env, playing_catch
 
 SEED = 1
 EVALUATION_GAMES = 200
@@ -82,8 +82,8 @@ def test_training_loop_learns_catch_far_better_than_random(tmp_path, options, ba
         **{"overlap_updates": False, **options},  # in turn: the same run every time
     )
 
-    summary = breakout_dqn.train(config, make_env=make_catch_env,
-                                 build_q_network=build_small_q_network)
+    with playing_catch(breakout_dqn):
+        summary = breakout_dqn.train(config)
 
     assert summary["step"] == config.total_steps
     # The training log: the last 100 games, played with epsilon 0.05, mostly caught.

@@ -153,13 +153,13 @@ def test_heldout_q_draws_its_set_when_learning_starts_and_resumes_with_it(tmp_pa
     logger = RunLogger(str(tmp_path))
     heldout = HeldOutQ(str(tmp_path), logger, size=5, every=100, draw_at_step=120)
     memory = FakeMemory(size=50)
-    heldout.after_step(100, memory, mean_pixel_q)  # learning has not started: not yet
+    heldout.measure_when_due(100, memory, mean_pixel_q)  # learning has not started: not yet
     memory.size = 3
-    heldout.after_step(120, memory, mean_pixel_q)  # fewer than 5 transitions: not yet
+    heldout.measure_when_due(120, memory, mean_pixel_q)  # fewer than 5 transitions: not yet
     memory.size = 50
-    heldout.after_step(150, memory, mean_pixel_q)  # drawn, and measured at once
+    heldout.measure_when_due(150, memory, mean_pixel_q)  # drawn, and measured at once
     for step in range(151, 320):
-        heldout.after_step(step, memory, mean_pixel_q)  # measured at 200 and 300 only
+        heldout.measure_when_due(step, memory, mean_pixel_q)  # measured at 200 and 300 only
     assert memory.draws == 1  # the set is drawn once
     states = heldout.states.copy()
     expected = str(round(float(np.mean(np.mean(states, axis=(1, 2, 3)) + 2)), 5))
@@ -179,7 +179,7 @@ def test_heldout_q_draws_its_set_when_learning_starts_and_resumes_with_it(tmp_pa
     np.testing.assert_array_equal(resumed.states, states)
     memory = FakeMemory(size=50)
     for step in range(251, 402):
-        resumed.after_step(step, memory, mean_pixel_q)
+        resumed.measure_when_due(step, memory, mean_pixel_q)
     resumed.close()
     resumed_logger.close()
     assert memory.draws == 0
@@ -190,7 +190,7 @@ def test_heldout_q_draws_its_set_when_learning_starts_and_resumes_with_it(tmp_pa
 def test_a_run_without_a_set_measures_nothing_at_close(tmp_path):
     logger = RunLogger(str(tmp_path))
     heldout = HeldOutQ(str(tmp_path), logger, size=5, every=100, draw_at_step=500)
-    heldout.after_step(300, FakeMemory(size=50), mean_pixel_q)
+    heldout.measure_when_due(300, FakeMemory(size=50), mean_pixel_q)
     heldout.close()
     logger.close()
     assert read_heldout(tmp_path) == [["step", "heldout_q"]]
@@ -206,9 +206,9 @@ def test_a_run_saved_before_heldout_states_draws_them_at_resume(tmp_path, capsys
     printed = capsys.readouterr().out
     assert "saved before it measured a held-out Q" in printed and when in printed
     memory = FakeMemory(size=10)
-    heldout.after_step(1001, memory, mean_pixel_q)
+    heldout.measure_when_due(1001, memory, mean_pixel_q)
     assert memory.draws == (1 if draw_at_step == 1000 else 0)
-    heldout.after_step(1500, memory, mean_pixel_q)
+    heldout.measure_when_due(1500, memory, mean_pixel_q)
     logger.close()
     assert memory.draws == 1 and (tmp_path / "heldout_states.npz").exists()
 
@@ -293,11 +293,11 @@ def test_a_line_at_least_once_a_minute_and_a_rate_measured_from_learning_on(
     # Random play at 1,000 steps a second fills the memory for 5 seconds...
     for step in range(1, 5_001):
         clock.now = step / 1_000
-        logger.after_step(step, 1.0)
+        logger.on_step(step, 1.0)
     # ...then learning runs at 50 steps a second, without a game end, for 3 minutes.
     for step in range(5_001, 5_001 + 50 * 180):
         clock.now = 5.0 + (step - 5_000) / 50
-        logger.after_step(step, 0.9)
+        logger.on_step(step, 0.9)
     logger.close()
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3  # at 60, 120 and 180 seconds
@@ -415,6 +415,6 @@ def test_damaged_heldout_states_are_set_aside_and_a_new_set_is_drawn(tmp_path, c
     assert "held-out states" in warning and "kept as they were in" in warning
     aside = list(tmp_path.glob("heldout_states.damaged-*.npz"))
     assert len(aside) == 1 and aside[0].read_bytes() == b"not an archive"
-    heldout.after_step(1001, FakeMemory(size=10), mean_pixel_q)
+    heldout.measure_when_due(1001, FakeMemory(size=10), mean_pixel_q)
     logger.close()
     assert heldout.states is not None and (tmp_path / "heldout_states.npz").exists()

@@ -111,3 +111,22 @@ def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):
         process.communicate(timeout=60)
     assert process.returncode == 0
     assert not os.path.exists(os.path.join(run_dir, ".lock"))  # released on the way out
+
+
+def test_a_run_saved_by_an_earlier_version_resumes_and_plays(tmp_path):
+    """tests/data/catch-run-52169de: a Catch run (--dueling --n-step 3) saved by commit
+    52169de, before the renames and moves of later versions: its checkpoint resumes, its
+    model.keras (with the registered name dqn>DuelingHead) loads and plays."""
+    import shutil
+
+    run_dir = tmp_path / "R"
+    shutil.copytree(os.path.join(ROOT, "tests", "data", "catch-run-52169de"), run_dir)
+    resumed = catch("--run-dir", str(run_dir), "--resume", "--total-steps", "400")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resumed {run_dir} at step 300" in resumed.stdout
+    assert "Finished (total steps reached) after 400 steps" in resumed.stdout
+    model = os.path.join(ROOT, "tests", "data", "catch-run-52169de", "model.keras")
+    from common.checkpoint import load_q_network
+
+    q_network = load_q_network(model)
+    assert any(layer.__class__.__name__ == "DuelingHead" for layer in q_network.layers)

@@ -188,7 +188,7 @@ def test_a_run_trained_with_options_resumes_and_evaluates_with_them(tmp_path, ca
     import breakout_dqn
     from common.checkpoint import read_loop_state
     from tests.catch_dqn import CATCH_DEFAULTS
-    from tests.catch_env import build_small_q_network, make_catch_env
+    from tests.catch_env import playing_catch
 
     run_dir = str(tmp_path / "R")
 
@@ -197,13 +197,12 @@ def test_a_run_trained_with_options_resumes_and_evaluates_with_them(tmp_path, ca
                                                   "--video-dir", str(tmp_path / "v"), *flags])
 
     def train(*flags):
-        return breakout_dqn.train(config(*flags), make_env=make_catch_env,
-                                  build_q_network=build_small_q_network)
+        with playing_catch(breakout_dqn):
+            return breakout_dqn.train(config(*flags))
 
     def evaluate(*flags):
-        return breakout_dqn.evaluate(config("--evaluate", run_dir, "--episodes", "2", *flags),
-                                     make_env=make_catch_env,
-                                     build_q_network=build_small_q_network)
+        with playing_catch(breakout_dqn):
+            return breakout_dqn.evaluate(config("--evaluate", run_dir, "--episodes", "2", *flags))
 
     options = {"double_dqn": True, "n_step": 3, "dueling": True}
     train("--total-steps", "300", "--checkpoint-every", "300", "--double-dqn", "--n-step", "3",
@@ -270,9 +269,10 @@ def catch_config(script, run_dir, **changes):
 
 
 def train_catch(script, config):
-    from tests.catch_env import build_small_q_network, make_catch_env
+    from tests.catch_env import playing_catch
 
-    return script.train(config, make_env=make_catch_env, build_q_network=build_small_q_network)
+    with playing_catch(script):
+        return script.train(config)
 
 
 def read_rows(path):
@@ -312,11 +312,11 @@ def test_pong_dqn_trains_resumes_and_evaluates(tmp_path, capsys):
     learning = [row["loss"] for row in rows if int(row["step"]) > 820]
     assert refilling and all(loss == "nan" for loss in refilling)  # no update while it refills
     assert learning and all(loss != "nan" for loss in learning)
-    from tests.catch_env import build_small_q_network, make_catch_env
+    from tests.catch_env import playing_catch
 
-    scores = pong_dqn.evaluate(dataclasses.replace(resumed, evaluate=str(tmp_path), episodes=3,
-                                                   video_dir=str(tmp_path / "V")),
-                               make_env=make_catch_env, build_q_network=build_small_q_network)
+    with playing_catch(pong_dqn):
+        scores = pong_dqn.evaluate(dataclasses.replace(
+            resumed, evaluate=str(tmp_path), episodes=3, video_dir=str(tmp_path / "V")))
     assert len(scores) == 3 and "over 3 games." in capsys.readouterr().out
 
 

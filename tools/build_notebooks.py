@@ -3,45 +3,25 @@
     python tools/build_notebooks.py           # writes standalone/*.py and notebooks/*.ipynb
     python tools/build_notebooks.py --check   # writes nothing; names every file out of date
 
-Why: a game script imports its tested parts from the package ``common/``, so the
-script pasted alone into a notebook cell stops at its first ``from common...``
-line. This generator writes, for every ``*_dqn.py`` at the top of the repository,
-a copy with those parts written in, and a notebook made of the same code. Both
-are generated and never edited by hand; CI runs ``--check``.
+Why: a script imports its tested parts from ``common/``, so pasted alone into a
+notebook cell it stops at its first ``from common...`` line. For every ``*_dqn.py``
+this writes a copy with those parts written in, and a notebook of the same code.
 
-Layout of a standalone file (``standalone/breakout_dqn.py``):
+A standalone file: the script's header, a "generated" notice, the future import,
+the script's sections (in Setup, the modules' imports replace its ``from common``
+ones), ONE "## Appendix" with each module it needs after those it imports (its
+docstring as prose, then its code without imports), and the script's main block.
+The script calls the appendix's names only inside functions, so they may come later.
 
-1. the script's header docstring (Title, Description, Accelerator);
-2. a comment: generated, from which files, by which command, not to be edited;
-3. ``from __future__ import annotations`` (the modules use it, and a future
-   import must come first in a file);
-4. the script's sections up to "## Setup", whose imports lose their
-   ``from common...`` lines and gain, in their place, the standard-library and
-   third-party imports of the written-in modules (deduplicated, sorted);
-5. ONE section, "## The shared parts, from common/", with every module the
-   script needs, directly or through another module, once, in dependency order
-   (a module after the modules it imports): a "### common/x.py" prose block
-   holding the module's docstring, then the module's code without its
-   docstring, its top-level imports, ``__all__`` and any
-   ``if __name__ == "__main__":`` block. A ``from common...`` import inside a
-   function becomes a comment (``pass`` where the block would be empty);
-6. the script's remaining sections, as they are.
+A notebook: the same code as keras-io "tutobook" cells (each top-level string a
+markdown cell), the introduction first, then ``tools/notebook_template.py``'s
+install, settings (tagged ``parameters``) and Colab cells, the script's sections
+each with the module of its subject (``SHOWN_UNDER``), the appendix collapsed, and
+the template's training and evaluation cells.
 
-A notebook (``notebooks/breakout_dqn.ipynb``) holds the same code, split the
-keras-io "tutobook" way: the header becomes the title cell, every top-level
-``\"\"\"prose\"\"\"`` block a markdown cell and the code between two blocks one
-code cell. The script's ``if __name__ == "__main__":`` block is left out, and
-the cells of ``tools/notebook_template.py`` come around the script's: an install
-cell, a settings cell tagged ``parameters`` (papermill's convention; its values
-are read from the script's ``Config``), Colab advice and Google Drive, and after
-the script the training cell with a live learning curve, and an evaluation. The
-notebook also writes in the modules that the template's cells import.
-
-The generator stops with a one-line message and exit status 2 when two
-written-in modules define the same top-level name, when one defines a name the
-script (or the template) defines, or when a source imports ``common`` in a form
-it cannot write in (``import common.x``, ``from common import x``, relative
-imports, ``as`` renames).
+It stops with one line and status 2 when two sources define one top-level name, or a
+source imports ``common`` in a form it cannot write in (``import common.x``, ``from
+common import x``, relative imports, ``as`` renames).
 """
 
 from __future__ import annotations
@@ -67,6 +47,13 @@ NOTEBOOK_SETTINGS = ("total_steps", "learning_starts", "buffer_size", "video_eve
                      "log_every_games", "seed", "run_dir", "video_dir", "resume",
                      "deterministic", "double_dqn", "n_step", "dueling")
 """Config fields the notebook's settings cell sets (its defaults are the script's)."""
+
+SHOWN_UNDER = {"## Environment": "common/atari.py", "## Q-network": "common/networks.py",
+               "## Replay memory": "common/replay.py", "## Training step": "common/dqn.py"}
+"""A notebook shows these modules under the script's section of their subject; the long
+ones collapsed (``COLLAPSED``), as their sections' prose says what they do."""
+COLLAPSED = {"common/atari.py", "common/replay.py"}
+REPOSITORY = "OWNER/REPO"  # the README's Colab badges'; notebook links are absolute to it
 
 NOT_NEEDED_TO_RUN = {"pytest", "nbformat", "nbclient", "papermill", "ipykernel"}
 """requirements.txt entries that only the tests need; a notebook never installs them."""
@@ -107,11 +94,8 @@ class Source:
             self.replaced[node.lineno] = replacement
 
     def text_of(self, node: ast.AST) -> str:
-        """The source text of ``node`` (``ast.get_source_segment``, without its cost)."""
-        lines = [line.encode() for line in self.lines[node.lineno - 1:node.end_lineno]]
-        lines[-1] = lines[-1][:node.end_col_offset]  # offsets count UTF-8 bytes
-        lines[0] = lines[0][node.col_offset:]
-        return b"\n".join(lines).decode()
+        """The source text of ``node``."""
+        return ast.get_source_segment(self.text, node)
 
     def segment(self, first: int, last: int) -> str:
         """Lines ``first`` to ``last`` (1-based, inclusive) after the edits, trimmed."""
@@ -134,15 +118,15 @@ class Block:
     markdown: str = ""  # prose only: what its notebook cell shows
     lines: tuple[int, int] = (0, 0)  # where it is in its source file, first and last line
     tags: tuple[str, ...] = ()
+    collapsed: str = ""  # code only: shown collapsed in a notebook, under this title
 
 
 # Reading sources: imports of common, top-level names, prose blocks.
 
 def read_source(root: Path, path: str) -> Source:
-    file = root / path
-    if not file.is_file():
+    if not (root / path).is_file():
         raise BuildError(f"{path} does not exist")
-    return Source(path, file.read_text())
+    return Source(path, (root / path).read_text())
 
 
 def module_path(module: str) -> str:
@@ -224,11 +208,9 @@ def import_bindings(statements: list[ast.stmt]) -> dict[str, str]:
     bound = {}
     for node in statements:
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.asname:
-                    bound[alias.asname] = alias.name
-                else:
-                    bound[alias.name.split(".")[0]] = alias.name.split(".")[0]
+            for alias in node.names:  # "import a.b" binds a; "import a.b as c" binds c to a.b
+                name = alias.asname or alias.name.split(".")[0]
+                bound[name] = alias.name if alias.asname else name
         elif isinstance(node, ast.ImportFrom) and node.module != "__future__" and not (
                 node.module or "").startswith(PACKAGE + "."):
             for alias in node.names:
@@ -248,9 +230,8 @@ def statement_lists(tree: ast.AST):
 def drop_common_imports(source: Source) -> list[ast.ImportFrom]:
     """Removes every ``from common...`` import; returns the top-level ones.
 
-    A top-level import simply goes (its module is written in above). One inside a
-    function or any other block becomes a comment saying where the names now are,
-    or ``pass`` with that comment when the block would otherwise be empty.
+    One inside a function or another block becomes a comment saying where the names
+    are (``pass`` with that comment where the block would otherwise be empty).
     """
     imports = dict(common_imports(source))
     top_level = [node for node in source.tree.body if node in imports]
@@ -267,7 +248,7 @@ def drop_common_imports(source: Source) -> list[ast.ImportFrom]:
                 raise BuildError(f"{source.path} line {node.lineno}: put 'from {imports[node]} "
                                  f"import' on a line of its own")
             names = ", ".join(alias.name for alias in node.names)
-            note = f"# {names}: written in above, from {module_path(imports[node])}."
+            note = f"# {names}: written in, from {module_path(imports[node])}."
             keep_valid = "pass  " if only_imports and index == 0 else ""
             source.drop(node, " " * node.col_offset + keep_valid + note)
     for node in top_level:
@@ -295,8 +276,6 @@ def split_prose(source: Source) -> list[Block]:
     add_code(len(source.lines))
     return blocks
 
-
-# Writing the common modules in.
 
 @dataclass
 class Module:
@@ -412,13 +391,8 @@ def import_lines(keys: set[tuple]) -> str:
 
 
 def check_names(parts: list[tuple[str, list[ast.stmt]]]) -> None:
-    """Fails when two parts bind one top-level name to different things.
-
-    Args:
-        parts: (file name, its top-level statements) for the script, each module
-            written in and the template; several of them may import a name only if
-            they import the same thing.
-    """
+    """Fails when two of ``parts`` ((file name, its top-level statements): the script, the
+    modules, the template) bind one top-level name, unless both import the same thing."""
     owners: dict[str, tuple[str, str | None]] = {}
     for path, statements in parts:
         bindings = {name: None for name in defined_names(statements)}
@@ -432,13 +406,14 @@ def check_names(parts: list[tuple[str, list[ast.stmt]]]) -> None:
 
 # The script, the standalone file and the notebook.
 
-SHARED_PROSE = '''"""
-## The shared parts, from common/
+APPENDIX_PROSE = '''"""
+## Appendix: the shared parts, from common/
 
-The project keeps the stable, tested parts of DQN in its package `common/`. This
-file has them written in, each module once and after the modules it uses, so
-that it runs on its own: copied alone into an empty folder, or pasted into a
-single notebook cell. They are generated from `common/`: change them there.
+The sections above are the algorithm; here is the rest of the tested code they call,
+from the package `common/`: the run's bookkeeping (settings, command line, checkpoints,
+logs, pictures, videos) and what the sections above do not show, each module once,
+after the modules it uses. Python looks a name up when a function runs, not when it is
+defined, so the code above may call what is defined here. Generated: change `common/`.
 """'''
 
 
@@ -454,14 +429,10 @@ class Game:
 
 
 def build_game(root: Path, script_path: str, template: Source | None = None) -> Game:
-    """Reads a script and writes the modules it needs in, after its Setup section.
+    """Reads a script (``breakout_dqn.py``) and writes the modules it needs in.
 
-    Args:
-        root: the repository.
-        script_path: e.g. "breakout_dqn.py".
-        template: for a notebook, the notebook template: the modules its cells import
-            are written in too, and the script's ``if __name__ == "__main__":`` block
-            is left out (in a kernel, the template's training cell trains).
+    With ``template`` (for a notebook), the modules the template's cells import are
+    written in too, and the script's main block is left out (its training cell trains).
     """
     script = read_source(root, script_path)
     modules = load_modules(root, [script] + ([template] if template else []))
@@ -470,11 +441,13 @@ def build_game(root: Path, script_path: str, template: Source | None = None) -> 
     check_names(parts)
     future = set().union(*(module.future for module in modules))
     top_level = drop_common_imports(script)
+    main_guard = ""
     for node in script.tree.body:
         if isinstance(node, ast.ImportFrom) and node.module == "__future__":
             future.update(alias.name for alias in node.names)
             script.drop(node)
-        elif template and is_main_guard(node):
+        elif is_main_guard(node):
+            main_guard = script.text_of(node)  # it goes last, after the appendix
             script.drop(node)
     hoisted = import_lines(set().union(*(module.imports for module in modules))
                            - import_keys(script.tree.body))
@@ -496,12 +469,31 @@ def build_game(root: Path, script_path: str, template: Source | None = None) -> 
                              f"in the '## Setup' section")
     if hoisted and not top_level:
         setup_code.text += "\n\n" + hoisted
-    if modules:
-        shared = [Block("prose", SHARED_PROSE, inspect.cleandoc(ast.literal_eval(SHARED_PROSE)))]
-        for module in modules:
-            shared += [module.prose, Block("code", module.code)]
-        blocks[setup + 2:setup + 2] = shared
+    shown = [path for path in SHOWN_UNDER.values() if template]  # a notebook's, in place
+    for heading, path in SHOWN_UNDER.items():  # after its section's blocks
+        start = next((index for index, block in enumerate(blocks) if block.kind == "prose"
+                      and block.markdown.startswith(heading + "\n")), None)
+        module = next((module for module in modules if module.source.path == path), None)
+        if path in shown and start is not None and module is not None:
+            end = next((index for index in range(start + 1, len(blocks))
+                        if blocks[index].kind == "prose"), len(blocks))
+            blocks[end:end] = module_blocks(module, notebook=True)
+    appendix = [module for module in modules if module.source.path not in shown]
+    if appendix:
+        blocks.append(Block("prose", APPENDIX_PROSE,
+                            inspect.cleandoc(ast.literal_eval(APPENDIX_PROSE))))
+        for module in appendix:
+            blocks += module_blocks(module, notebook=template is not None, in_appendix=True)
+    if main_guard and not template:  # in a kernel, the template's training cell trains
+        blocks.append(Block("code", main_guard))
     return Game(script, blocks, modules, future, parts)
+
+
+def module_blocks(module: Module, notebook: bool, in_appendix: bool = False) -> list[Block]:
+    """A written-in module: its prose block, then its code (collapsed where it should be)."""
+    collapsed = notebook and (in_appendix or module.source.path in COLLAPSED)
+    title = f"{module.source.path}: {module.prose.markdown.splitlines()[2]}" if collapsed else ""
+    return [module.prose, Block("code", module.code, collapsed=title)]
 
 
 def generated_notice(game: Game, template: str | None, comment: bool) -> str:
@@ -553,6 +545,10 @@ def template_cells(template: Source, replacements: dict[str, str]) -> list[Block
     with "# %%" starts a new code cell ("# %% parameters": one tagged
     ``parameters``). The lines before the first "# %%" describe the template.
     """
+    head, marker, body = template.text.partition("\n# %%")  # the head describes the file
+    for placeholder, replacement in replacements.items():
+        body = body.replace(placeholder, replacement)
+    template = Source(template.path, head + marker + body)
     first_marker = next(number for number, line in enumerate(template.lines, 1)
                         if line.startswith("# %%"))
     template.dropped.update(range(1, first_marker))
@@ -564,8 +560,6 @@ def template_cells(template: Source, replacements: dict[str, str]) -> list[Block
             continue
         for chunk in re.split(r"^(?=# %%)", block.text, flags=re.MULTILINE):
             marker, _, code = chunk.partition("\n") if chunk.startswith("# %%") else ("", "", chunk)
-            for placeholder, text in replacements.items():
-                code = code.replace(placeholder, text)
             code = code.strip("\n")
             if code == "# <<script>>":
                 cells.append(Block("script", code))
@@ -619,7 +613,10 @@ def requirements_code(root: Path) -> str:
 def cell_of(block: Block) -> nbformat.NotebookNode:
     if block.kind != "code":
         return nbformat.v4.new_markdown_cell(block.markdown)
-    cell = nbformat.v4.new_code_cell(block.text)
+    cell = nbformat.v4.new_code_cell(f"# @title {block.collapsed}\n" * bool(block.collapsed)
+                                     + block.text)
+    if block.collapsed:  # Colab hides a form cell's code under its title; Jupyter, source_hidden
+        cell.metadata.update({"cellView": "form", "jupyter": {"source_hidden": True}})
     if block.tags:
         cell.metadata["tags"] = list(block.tags)
     return cell
@@ -632,14 +629,16 @@ def notebook_text(root: Path, script_path: str) -> str:
     settings, config_statement = settings_code(game.script)
     around = template_cells(template, {"# <<settings>>": settings,
                                        "# <<config>>": config_statement,
-                                       "# <<requirements>>": requirements_code(root)})
+                                       "# <<requirements>>": requirements_code(root),
+                                       "<<repository>>": REPOSITORY})
     template_statements = [node for block in around if block.kind == "code"
                            for node in ast.parse(block.text).body]
     check_names(game.parts + [(TEMPLATE, template_statements)])
-    header, *script_blocks = game.blocks
+    header, introduction, *script_blocks = game.blocks  # the introduction opens the notebook
     future = f"from __future__ import {', '.join(sorted(game.future))}\n\n" if game.future else ""
     cells = [nbformat.v4.new_markdown_cell(header_markdown(header) + "\n\n"
-                                           + generated_notice(game, TEMPLATE, comment=False))]
+                                           + generated_notice(game, TEMPLATE, comment=False)),
+             cell_of(introduction)]
     for block in around:
         if block.kind != "script":
             cells.append(cell_of(block))

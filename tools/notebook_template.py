@@ -37,7 +37,8 @@ try `total_steps = 5_000`, `learning_starts = 1_000`, `buffer_size = 10_000` and
 `video_every = 1`. `seed` fixes the first network and games; `deterministic = True`
 repeats a run exactly on the same machine and software (slower). The last three,
 `double_dqn`, `n_step` and `dueling`, are the options beyond the paper, off by
-default (the README says what each changes).
+default ([implementation details](https://github.com/<<repository>>/blob/main/docs/implementation-details.md)
+says what each changes).
 Every other setting of `Config` keeps its default; the training cell shows how to
 pass more.
 """
@@ -118,7 +119,7 @@ import time
 from IPython.display import Image, Markdown, Video, display
 from matplotlib.figure import Figure
 
-from common.cli import run
+from common.cli import train_or_evaluate
 from common.plot import draw_learning_curves, read_run
 
 
@@ -210,7 +211,7 @@ def train_with_live_curve(config):
     return outcome["summary"]
 
 
-status = run(config, train_with_live_curve, evaluate)
+status = train_or_evaluate(config, train_with_live_curve, evaluate)
 live.refresh()  # the final curve and the last recorded game
 if status != 0 or outcome["summary"]["stopped"]:
     raise TrainingStopped("training did not finish (see the lines above); the cells below "
@@ -228,6 +229,6 @@ recorded, and the recordings are shown below.
 # %%
 evaluation_config = dataclasses.replace(config, evaluate=config.run_dir, episodes=evaluation_games)
 evaluation_started = time.time()
-status = run(evaluation_config, train, evaluate)
+status = train_or_evaluate(evaluation_config, train, evaluate)
 for path in recorded_games(config.video_dir, evaluation=True, since=evaluation_started - 1):
     display(Markdown(f"`{os.path.basename(path)}`"), Video(path, embed=True, width=320))
