@@ -146,8 +146,8 @@ def _session_summed_seconds(elapsed: Sequence[float]) -> list[float]:
 def _read_rows(path: pathlib.Path, columns: Sequence[str]) -> list[dict[str, float]]:
     """The rows of a CSV file as floats, skipping any that do not parse (a cut-short line)."""
     rows = []
-    with open(path, newline="") as file:
-        for row in csv.DictReader(file):
+    with open(path, newline="", encoding="utf-8", errors="replace") as file:  # bad bytes: a
+        for row in csv.DictReader(file):  # row that does not parse, never a traceback
             try:
                 values = {name: float(row[name]) for name in columns}
             except (TypeError, ValueError, KeyError):
@@ -208,6 +208,8 @@ def write_summary(summaries: Sequence[RunSummary], folders: Sequence[pathlib.Pat
                              round(value, 4) if isinstance(value, float) else value
                              for value in summary])
     markdown = markdown_table(summaries) + "\n\n" + milestones_table(folders)
+    if any((folder / "evaluations.csv").exists() for folder in folders):
+        markdown += "\n\n" + evaluations_table(folders)
     (out_dir / "summary.md").write_text(markdown + "\n")
     # One picture per game: Breakout's scores and Pong's share no axis, nor a threshold.
     games: dict[str, list[tuple[RunSummary, pathlib.Path]]] = {}
@@ -276,6 +278,33 @@ def milestones_table(folders: Sequence[pathlib.Path],
             if q_value:
                 cells[-1] += f", held-out Q {q_value[-1]:.2f}"
         lines.append(f"| {folder.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluations_table(folders: Sequence[pathlib.Path]) -> str:
+    """The agents' own play at fixed steps (``evaluations.csv``), as a markdown table.
+
+    Why: to compare settings, the running reward lags a whole window of games and
+    carries the exploration; a run's agent playing after each stage of
+    ``--evaluate-every`` does not. A cell is the mean score and its standard
+    deviation over the stage's games; the last column the run's mean steps per second.
+    """
+    tables = {folder.name: _read_rows(folder / "evaluations.csv", ("step", "mean_score",
+                                                                   "std_score"))
+              for folder in folders if (folder / "evaluations.csv").exists()}
+    steps = sorted({int(row["step"]) for rows in tables.values() for row in rows})
+    header = ("| run | " + " | ".join(f"at {step:,}" for step in steps)
+              + " | steps/s |")
+    lines = ["Evaluation after each stage: mean score (standard deviation) over its games",
+             "", header, "| " + " | ".join(["---"] * (len(steps) + 2)) + " |"]
+    for folder in folders:
+        if folder.name not in tables:
+            continue
+        scores = {int(row["step"]): row for row in tables[folder.name]}
+        cells = [f"{scores[step]['mean_score']:.1f} ({scores[step]['std_score']:.1f})"
+                 if step in scores else "-" for step in steps]
+        rate = summarize_run(folder, math.inf).steps_per_second
+        lines.append(f"| {folder.name} | " + " | ".join(cells) + f" | {_maybe(rate, '.1f')} |")
     return "\n".join(lines)
 
 

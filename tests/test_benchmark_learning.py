@@ -212,6 +212,9 @@ def test_a_staged_run_plays_its_agent_after_each_stage_and_carries_on(tmp_path, 
     assert [(row["step"], row["mean_score"], row["scores"]) for row in rows] == [
         ("100", "-19.0", "-20 -18"), ("200", "-19.0", "-20 -18"), ("250", "-19.0", "-20 -18")]
     assert learning.main(arguments) == 0 and len(trained) == 3  # all done: nothing runs again
+    summary = (tmp_path / "results" / "summary.md").read_text()
+    assert "| run | at 100 | at 200 | at 250 | steps/s |" in summary
+    assert "| pong-s-seed1 | -19.0 (1.0) | -19.0 (1.0) | -19.0 (1.0) |" in summary
 
     # A stage stopped before its end (no new model) is neither evaluated nor counted.
     monkeypatch.setattr(learning, "_run_in_foreground", lambda command: 0)
