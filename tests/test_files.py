@@ -48,6 +48,12 @@ def test_first_line_and_flag_name():
     assert first_line(OSError(28, "No space left on device")) == "No space left on device"
     assert first_line(ValueError("one\ntwo")) == "one"
     assert first_line(KeyError()) == "KeyError"
+    import tensorflow as tf
+
+    full = tf.errors.ResourceExhaustedError(None, None, (
+        "{{function_node __wrapped__SaveV2_dtypes_45}} /tmp/run/ckpt-600_temp/part-0.data."
+        "tempstate1220; No space left on device [Op:SaveV2]"))
+    assert first_line(full) == "No space left on device"
     assert flag_name("total_steps") == "--total-steps"
 
 

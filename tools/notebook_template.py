@@ -54,10 +54,10 @@ evaluation_games = 2
 ## Running in Colab
 
 - **Use a GPU.** Runtime > Change runtime type > a GPU, before you run anything.
-  On a CPU one update of the network took 14 to 16 ms on a quiet, fast 2-core
-  test machine and 48 to 100 ms on slow or busy ones (measured), so the 250,000
-  updates of a million steps take 1 to 7 hours there for the updates alone. We
-  have not measured a GPU.
+  On a CPU one update of the network took 14 to 17 ms on a fast, quiet 2-core
+  machine, 28 ms on a 2-core Intel Xeon and 46 to 48 ms on a 2-core AMD EPYC
+  (measured), so the 250,000 updates of a million steps take 1 to 3.5 hours there
+  for the updates alone. We have not measured a GPU.
 - **Sessions end.** A free Colab session is capped (at most 12 hours, often less),
   and one left idle disconnects sooner; everything in `/content` goes with it.
   Breakout reached a running reward of 40 after 437,000 to 480,000 steps in our
