@@ -497,9 +497,16 @@ def fsync(path: str) -> None:
 
 def first_line(error: BaseException) -> str:
     """An error in a few words, for a one-line message: its ``strerror`` (``No space
-    left on device``), else the first line of its message, else its type's name."""
+    left on device``), else the first line of its message, else its type's name.
+
+    A TensorFlow error's message starts with the internal names of the op and the
+    temporary file it failed on; only its last part, the reason, is kept.
+    """
     text = (getattr(error, "strerror", None) or str(error)).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    line = text.splitlines()[0] if text else type(error).__name__
+    if type(error).__module__.startswith("tensorflow") and "; " in line:
+        line = re.sub(r"\s*\[Op:\w+\]$", "", line.rsplit("; ", 1)[1])
+    return line
 
 
 def flag_name(setting: str) -> str:

@@ -285,9 +285,41 @@ def test_the_two_scripts_share_their_algorithm_line_for_line():
 
     for name in ("epsilon_at", "train", "evaluate"):
         assert code(getattr(breakout_dqn, name)) == code(getattr(pong_dqn, name)), name
-    differing = {field.name for field in dataclasses.fields(breakout_dqn.Config)
-                 if getattr(breakout_dqn.Config(), field.name) != getattr(pong_dqn.Config(), field.name)}
-    assert differing == {"env_id", "solved_at", "video_dir", "run_dir"}
+    assert [field.name for field in dataclasses.fields(breakout_dqn.Config)] == [
+        field.name for field in dataclasses.fields(pong_dqn.Config)]
+
+
+GAME_SETTINGS = {"env_id", "solved_at", "video_dir", "run_dir"}
+"""What every game script sets for its own game; any other default a game changes must
+say why in a comment above it (``# Deviation (name):`` where it departs from the paper,
+listed in docs/implementation-details.md as that script's only)."""
+
+
+def comment_above(script, name):
+    """The comment lines right above ``name``'s line in a script's ``Config``."""
+    import inspect
+
+    lines = inspect.getsource(script.Config).splitlines()
+    index = next(number for number, line in enumerate(lines)
+                 if line.strip().startswith(f"{name}:"))
+    comments = []
+    while lines[index - 1].strip().startswith("#"):
+        index -= 1
+        comments.insert(0, lines[index].strip())
+    return comments
+
+
+def test_a_game_changes_other_defaults_only_with_a_comment_saying_why():
+    import pong_dqn
+
+    for script, other in ((pong_dqn, breakout_dqn), (breakout_dqn, pong_dqn)):
+        differing = {field.name for field in dataclasses.fields(script.Config)
+                     if getattr(script.Config(), field.name) != getattr(other.Config(), field.name)}
+        assert GAME_SETTINGS <= differing
+        for name in differing - GAME_SETTINGS:
+            assert comment_above(script, name), (
+                f"{script.__name__}.Config.{name} differs from {other.__name__}'s without a "
+                f"comment above it saying why")
 
 
 def test_epsilon_holds_while_the_memory_fills_then_falls_linearly():
