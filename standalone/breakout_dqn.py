@@ -806,10 +806,11 @@ def _check_across_fields(config: Any) -> None:
     def has(name):
         return hasattr(config, name)
 
-    training = not getattr(config, "evaluate", "") and not getattr(config, "plot", [])
+    # A new run, that is: a resume may stop short of learning and be carried on later.
+    new_run = not any(getattr(config, name, False) for name in ("evaluate", "plot", "resume"))
     if getattr(config, "evaluate", "") and getattr(config, "plot", []):
         raise ConfigError("--evaluate plays an agent and --plot draws runs: give one of them")
-    if (has("total_steps") and has("learning_starts") and training
+    if (has("total_steps") and has("learning_starts") and new_run
             and config.total_steps <= config.learning_starts):
         raise ConfigError(f"--total-steps ({config.total_steps:,}) must be more than "
                           f"--learning-starts ({config.learning_starts:,}), or the run never "

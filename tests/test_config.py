@@ -230,3 +230,8 @@ def test_deterministic_alone_is_accepted_and_the_cross_checks_wait_for_a_resume(
     with pytest.raises(ConfigError, match="--buffer-size must be a positive"):
         check_config(parse_config(TrainingConfig, ["--resume", "--buffer-size", "0"]),
                      across_fields=False)
+
+
+def test_a_resume_may_stop_before_learning_starts():
+    """A run stopped while its memory filled may be carried on a little at a time."""
+    check_config(parse_config(TrainingConfig, ["--resume", "--total-steps", "40"]))
