@@ -145,6 +145,28 @@ def given_fields(config: Any) -> frozenset[str]:
                      if getattr(config, field.name) != getattr(defaults, field.name))
 
 
+def replace_settings(config: Any, given: frozenset[str] | None = None, **changes: Any) -> Any:
+    """A copy of ``config`` with ``changes``, that still knows which fields were given.
+
+    Why: ``dataclasses.replace`` builds a new object without ``_given_fields``, after
+    which every setting equal to its default would count as not given.
+
+    Args:
+        config: the configuration to copy.
+        given: the fields to count as given in the copy; by default ``config``'s own
+            (``None`` for a configuration built in code).
+        **changes: settings to change.
+
+    Returns:
+        The new configuration.
+    """
+    if given is None:
+        given = getattr(config, "_given_fields", None)
+    replaced = dataclasses.replace(config, **changes)
+    replaced._given_fields = given
+    return replaced
+
+
 def _field_type(annotation: Any) -> type:
     """Maps a field annotation (possibly a string, with ``from __future__ import
     annotations``) to the type argparse should convert to; ``list`` for ``list[str]``,

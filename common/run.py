@@ -33,7 +33,8 @@ import numpy as np
 
 from common.checkpoint import (CheckpointError, Checkpointer, read_loop_state,
                                save_model_atomically)
-from common.config import ConfigError, check_config, check_memory, given_fields
+from common.config import (ConfigError, check_config, check_memory, given_fields,
+                           replace_settings)
 from common.dqn import BackgroundLearner
 from common.files import first_line, flag_name, write_atomically
 from common.logger import (PICTURE_EVERY_SECONDS, HeldOutQ, RunLogger, action_names, plural,
@@ -125,9 +126,7 @@ class Run:
                 config = settings_for_resume(config, self._saved.get("settings"))
                 check_config(config)  # the settings as resumed, not only as given
             if getattr(config, "deterministic", False) and config.overlap_updates:
-                given = getattr(config, "_given_fields", None)
-                config = dataclasses.replace(config, overlap_updates=False)  # updates in turn
-                config._given_fields = given
+                config = replace_settings(config, overlap_updates=False)  # updates in turn
             # Restoring a saved memory reads it in pieces, so one piece is all it adds.
             try:
                 check_memory(ReplayMemory.bytes_needed(config.buffer_size) + 64 * 2**20,
@@ -392,9 +391,7 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
                               f"--run-dir")
     if changed:
         print(f"Resuming with changed settings: {', '.join(changed)}.", flush=True)
-    resumed = dataclasses.replace(config, **taken)
-    resumed._given_fields = given
-    return resumed
+    return replace_settings(config, given, **taken)
 
 
 TRAINED_WITH = {"double_dqn": False, "n_step": 1, "dueling": False}
@@ -449,9 +446,7 @@ def settings_for_evaluation(config: Any) -> Any:
                           f"{flag_as_given(name, getattr(config, name))} out")
     if not taken:
         return config
-    evaluated = dataclasses.replace(config, **taken)
-    evaluated._given_fields = given
-    return evaluated
+    return replace_settings(config, given, **taken)
 
 
 def flag_as_given(name: str, value: Any) -> str:

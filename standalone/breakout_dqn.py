@@ -729,6 +729,28 @@ def given_fields(config: Any) -> frozenset[str]:
                      if getattr(config, field.name) != getattr(defaults, field.name))
 
 
+def replace_settings(config: Any, given: frozenset[str] | None = None, **changes: Any) -> Any:
+    """A copy of ``config`` with ``changes``, that still knows which fields were given.
+
+    Why: ``dataclasses.replace`` builds a new object without ``_given_fields``, after
+    which every setting equal to its default would count as not given.
+
+    Args:
+        config: the configuration to copy.
+        given: the fields to count as given in the copy; by default ``config``'s own
+            (``None`` for a configuration built in code).
+        **changes: settings to change.
+
+    Returns:
+        The new configuration.
+    """
+    if given is None:
+        given = getattr(config, "_given_fields", None)
+    replaced = dataclasses.replace(config, **changes)
+    replaced._given_fields = given
+    return replaced
+
+
 def _field_type(annotation: Any) -> type:
     """Maps a field annotation (possibly a string, with ``from __future__ import
     annotations``) to the type argparse should convert to; ``list`` for ``list[str]``,
@@ -4289,9 +4311,7 @@ class Run:
                 config = settings_for_resume(config, self._saved.get("settings"))
                 check_config(config)  # the settings as resumed, not only as given
             if getattr(config, "deterministic", False) and config.overlap_updates:
-                given = getattr(config, "_given_fields", None)
-                config = dataclasses.replace(config, overlap_updates=False)  # updates in turn
-                config._given_fields = given
+                config = replace_settings(config, overlap_updates=False)  # updates in turn
             # Restoring a saved memory reads it in pieces, so one piece is all it adds.
             try:
                 check_memory(ReplayMemory.bytes_needed(config.buffer_size) + 64 * 2**20,
@@ -4556,9 +4576,7 @@ def settings_for_resume(config: Any, saved: dict[str, Any] | None) -> Any:
                               f"--run-dir")
     if changed:
         print(f"Resuming with changed settings: {', '.join(changed)}.", flush=True)
-    resumed = dataclasses.replace(config, **taken)
-    resumed._given_fields = given
-    return resumed
+    return replace_settings(config, given, **taken)
 
 
 TRAINED_WITH = {"double_dqn": False, "n_step": 1, "dueling": False}
@@ -4613,9 +4631,7 @@ def settings_for_evaluation(config: Any) -> Any:
                           f"{flag_as_given(name, getattr(config, name))} out")
     if not taken:
         return config
-    evaluated = dataclasses.replace(config, **taken)
-    evaluated._given_fields = given
-    return evaluated
+    return replace_settings(config, given, **taken)
 
 
 def flag_as_given(name: str, value: Any) -> str:

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from common.config import (ConfigError, check_config, check_memory, field_docstrings, given_fields,
-                           parse_config)
+                           parse_config, replace_settings)
 
 
 @dataclasses.dataclass
@@ -149,6 +149,17 @@ def test_parse_config_records_the_flags_given():
         {"total_steps", "resume"}
     assert given_fields(parse_config(ExampleConfig, [])) == frozenset()
     assert given_fields(ExampleConfig(gamma=0.5)) == {"gamma"}  # built in code
+
+
+def test_a_replaced_configuration_keeps_the_flags_given():
+    parsed = parse_config(ExampleConfig, ["--total-steps", "5"])
+    replaced = replace_settings(parsed, gamma=0.5)
+    assert (replaced.gamma, replaced.total_steps) == (0.5, 5)
+    assert given_fields(replaced) == {"total_steps"}  # gamma was changed, not given
+    assert given_fields(replace_settings(parsed, frozenset({"resume"}), gamma=0.5)) == {"resume"}
+    in_code = replace_settings(ExampleConfig(gamma=0.5), total_steps=5)
+    assert given_fields(in_code) == {"gamma", "total_steps"}  # still read from the values
+    assert parsed.gamma == 0.99  # the original is left as it was
 
 
 @dataclasses.dataclass
