@@ -56,6 +56,7 @@ import pathlib
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 from typing import Any, NamedTuple, Sequence
@@ -451,8 +452,7 @@ def _evaluate(command: Sequence[str], run_dir: pathlib.Path, episodes: int) -> l
 
 def _append_evaluation(path: pathlib.Path, step: int, scores: Sequence[float]) -> None:
     new = not path.exists()
-    mean = sum(scores) / len(scores)
-    std = math.sqrt(sum((score - mean) ** 2 for score in scores) / len(scores))
+    mean, std = statistics.fmean(scores), statistics.pstdev(scores)  # as numpy's mean, std
     with open(path, "a", newline="") as file:
         writer = csv.writer(file)
         if new:
