@@ -15,10 +15,11 @@ The agent sees the last four 84x84 grayscale frames and outputs one number per
 joystick action: its estimate Q(s, a) of the discounted sum of future rewards if
 it takes action `a` now and plays well afterwards. It picks the action with the
 highest value, except for a fraction epsilon of random actions that keep it
-exploring. Every transition it sees goes into a replay memory; every four steps
-it samples 32 old transitions and nudges Q(s, a) toward the Bellman target
-`r + gamma * max_a' Q_target(s', a')`, where `Q_target` is a copy of the network
-refreshed only now and then so that the target does not chase itself.
+exploring. Every transition it sees goes into a replay memory; every eight steps
+it samples 32 old transitions and nudges Q(s, a) toward the Bellman target, here
+over three steps: `r_t + gamma r_t+1 + gamma^2 r_t+2 + gamma^3 max_a' Q_target(s_t+3, a')`,
+where `Q_target` is a copy of the network refreshed only now and then so that the
+target does not chase itself.
 
 Run it with `python pong_dqn.py`. It prints a line every few games, writes
 `runs/pong/progress.csv` and TensorBoard logs, saves checkpoints it can
@@ -59,10 +60,14 @@ them (`--total-steps 2000`, `--video-every 0`, ...). One *step* is one agent
 decision, which the environment repeats for 4 emulator frames, so 1,000,000
 steps are 4,000,000 frames, a little over 18 hours of play at 60 frames a second.
 
-The defaults follow the Nature paper except where CleanRL's `dqn_atari.py`
-learns faster; those lines say `Deviation`. CleanRL's curves with its own settings
-reach a Pong score of 18 near 2.4 to 3.2 million steps; ours decay exploration
-faster and we expect them to get there no later.
+The defaults follow the Nature paper except where a faster-learning choice was
+measured; those lines say `Deviation`. Most are Breakout's too (Adam, a target copied
+more often, exploration over 250,000 steps). Pong's own are those of the fast Pong
+recipes (Lapan's, Tianshou's): a memory of 100,000 transitions that starts learning
+after 10,000, 3-step targets, and one update every 8 steps. On a CPU the updates set
+the pace, so half as many of them make a step about twice as fast. CleanRL's curves,
+with the paper's single-step targets and a million transitions, reach 18 near 2.4 to
+3.2 million steps.
 """
 
 
@@ -81,19 +86,27 @@ class Config:
     """seed of everything random: the initial weights, the games, the exploration and the
     replay sampling. A run starts alike each time; later the update thread's timing may
     make it drift (--deterministic repeats it exactly)."""
-    buffer_size: int = 1_000_000
-    """replay memory size in transitions, as in the paper (about 7.1 GB: one 84x84
-    frame each)."""
-    learning_starts: int = 50_000
+    # Deviation (replay-size): the paper keeps 1,000,000 transitions; Pong shows few
+    # distinct scenes, and 100,000 (Lapan's and Tianshou's Pong settings) fill sooner,
+    # hold fresher play and take a tenth of the memory.
+    buffer_size: int = 100_000
+    """replay memory size in transitions (paper: 1,000,000; 100,000 take about 0.71 GB:
+    one 84x84 frame each)."""
+    # Deviation (replay-start): the paper plays 50,000 random steps first; a tenth of the
+    # memory is enough to start on, as in Lapan's Pong settings.
+    learning_starts: int = 10_000
     """agent steps of uniformly random play that fill the memory before learning starts
     (paper: 50,000)."""
     batch_size: int = 32
     """transitions per gradient update (paper: 32)."""
-    train_every: int = 4
+    # Deviation (update-period): one update every 8 steps, half the paper's rate: with
+    # 3-step targets (n_step below) each update carries more of the rewards, and the loop,
+    # which waits on the updates on a CPU, runs about twice as fast (Tianshou: every 10).
+    train_every: int = 8
     """agent steps between two gradient updates (paper: 4)."""
-    # Deviation (target-update): the paper copies every 10,000 steps; CleanRL's 1,000
-    # learns Breakout faster.
-    target_update_every: int = 1_000
+    # Deviation (target-update): the paper copies every 10,000 steps; Breakout's 1,000
+    # is every 250 updates, and at one update every 8 steps 2,000 keeps that.
+    target_update_every: int = 2_000
     """agent steps between copies of the online network into the target network
     (paper: 10,000)."""
     # Deviation (adam): the paper used RMSProp (learning rate 0.00025, momentum 0.95);
@@ -110,6 +123,7 @@ class Config:
     # ours falls to 0.01 four times faster, so that the agent's own play dominates early.
     eps_end: float = 0.01
     """exploration rate after the decay (paper: 0.1)."""
+    # Deviation (exploration): a quarter of the paper's decay, as said above.
     eps_decay_steps: int = 250_000
     """agent steps, counted from learning_starts, over which epsilon falls linearly to
     eps_end (paper: 1,000,000)."""
@@ -120,12 +134,16 @@ class Config:
     double_dqn: bool = False
     """Double DQN's target (van Hasselt et al., 2016): the online network picks the next
     action, the target network values it; off, as in the paper."""
-    n_step: int = 1
+    # Deviation (n-step): the paper's targets look one step ahead; Pong's rewards come
+    # tens of steps after the hit that earned them, and 3-step targets carry them back
+    # sooner (Rainbow and Tianshou use 3).
+    n_step: int = 3
     """rewards each target sums before it bootstraps, gamma^N times the value N steps on
-    (n-step returns; Rainbow, Hessel et al., 2018, uses 3); 1, as in the paper."""
+    (n-step returns; Rainbow, Hessel et al., 2018, uses 3; the paper: 1)."""
     dueling: bool = False
     """the dueling network of Wang et al. (2016): a state-value and an action-advantage
     stream; off, as in the paper."""
+    # Deviation (acting-beside-learning): the paper acts with the newest weights.
     overlap_updates: bool = True
     """run each update on a worker thread while the agent plays on (faster; the agent may
     act with weights one update old)."""
@@ -146,7 +164,7 @@ class Config:
     """continue the run saved in --run-dir from its latest checkpoint."""
     save_replay: bool = False
     """also save the replay memory with each checkpoint, so a resume need not refill it:
-    7.1 GB each at 1,000,000 transitions, and up to 4 on disk at once (28 GB: the 3 kept
+    0.71 GB each at 100,000 transitions, and up to 4 on disk at once (2.8 GB: the 3 kept
     and the one being written); free disk space is checked before each."""
     evaluate: str = ""
     """instead of training, play a saved agent: a .keras file or a run folder."""
@@ -189,11 +207,13 @@ stream and an action-advantage stream after the convolutions.
 ## Replay memory
 
 Learning from consecutive frames would show the network a long run of almost
-identical states; sampling uniformly from the last million transitions breaks
-those correlations. `ReplayMemory` stores each 84x84 frame once (7 KB) with
+identical states; sampling uniformly from the last 100,000 transitions breaks
+those correlations (the paper kept a million; Pong shows far fewer distinct
+scenes than most games). `ReplayMemory` stores each 84x84 frame once (7 KB) with
 its action, clipped reward and terminated flag, and rebuilds the 4-frame stacks
-when it samples, so 1,000,000 transitions take about 7.1 GB instead of the 56 GB
-of storing two stacks per transition.
+when it samples, so 100,000 transitions take about 0.71 GB instead of the 5.6 GB
+of storing two stacks per transition. With 3-step targets it also reads the two
+transitions after each sampled one, to sum their rewards.
 """
 
 """
@@ -212,19 +232,21 @@ Acting calls the network through a `tf.function` too: 1 to 2 ms a step on a 2-co
 Intel Xeon, where `model.predict` cost about 110.
 
 `BackgroundLearner` runs each update on a worker thread while the agent plays
-the next four steps, since on a CPU an update takes longer than those four
-steps. The updates are the same, in the same order; the agent may then act with
+the next eight steps, since on a CPU an update takes as long as those eight steps
+or longer. The updates are the same, in the same order; the agent may then act with
 weights one update old, where the paper acts with the newest (a deviation, marked
 in `common/dqn.py`). The learner
 lets the running update finish before the target network is synced or a
 checkpoint is taken.
 `--no-overlap-updates` runs every update in turn, as the paper does.
 
-Two options beyond the paper change the target, and both are off by default:
-`--double-dqn` lets the online network choose the next action and the target
-network value it (van Hasselt et al., 2016), and `--n-step N` sums N rewards
+Two options beyond the paper change the target. `--n-step N` sums N rewards
 before bootstrapping, `r_t + gamma r_t+1 + ... + gamma^N max_a' Q_target(s_t+N, a')`,
-which the replay memory reads from the transitions it keeps.
+which the replay memory reads from the transitions it keeps; Pong uses N = 3 by
+default (a deviation: a point is won tens of steps after the hit that won it, and
+three-step targets carry that reward back faster), and `--n-step 1` gives the
+paper's target. `--double-dqn`, off by default, lets the online network choose the
+next action and the target network value it (van Hasselt et al., 2016).
 """
 
 

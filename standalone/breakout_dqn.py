@@ -147,6 +147,7 @@ class Config:
     # ours falls to 0.01 four times faster, so that the agent's own play dominates early.
     eps_end: float = 0.01
     """exploration rate after the decay (paper: 0.1)."""
+    # Deviation (exploration): a quarter of the paper's decay, as said above.
     eps_decay_steps: int = 250_000
     """agent steps, counted from learning_starts, over which epsilon falls linearly to
     eps_end (paper: 1,000,000)."""
@@ -163,6 +164,7 @@ class Config:
     dueling: bool = False
     """the dueling network of Wang et al. (2016): a state-value and an action-advantage
     stream; off, as in the paper."""
+    # Deviation (acting-beside-learning): the paper acts with the newest weights.
     overlap_updates: bool = True
     """run each update on a worker thread while the agent plays on (faster; the agent may
     act with weights one update old)."""
