@@ -60,15 +60,15 @@ them (`--total-steps 2000`, `--video-every 0`, ...). One *step* is one agent
 decision, which the environment repeats for 4 emulator frames, so 1,000,000
 steps are 4,000,000 frames, a little over 18 hours of play at 60 frames a second.
 
-The defaults follow the Nature paper except where another choice learns faster;
-those lines say `Deviation`. Most are Breakout's too (Adam, a target copied more
-often, exploration over 250,000 steps), measured on Breakout. Pong's own are those of
-the fast Pong recipes (Lapan's, Tianshou's): a memory of 100,000 transitions that
-starts learning after 10,000, 3-step targets and one update every 8 steps, chosen by
-a screening on Pong (`docs/results.md`). On a CPU the updates set the pace, so half
-as many of them made the loop 1.8 times as fast on 2 cores. CleanRL's curves, with
-the paper's single-step targets and a million transitions, reach 18 near 2.4 to 3.2
-million steps.
+The defaults follow the Nature paper except where another choice learns or runs
+faster, or needs less memory; those lines say `Deviation`. Most are Breakout's too
+(Adam, a target copied more often, exploration over 250,000 steps). Pong's own come
+from published Pong settings: a memory of 100,000 transitions (Lapan's and
+Tianshou's) that starts learning after 10,000 steps (Lapan's) and 3-step targets
+(Tianshou's), with one update every 8 steps for speed on a CPU, where the updates set
+the pace. A screening on Pong chose the exploration and learning rate to go with
+them (`docs/results.md`, "Pong"). The aim is a running reward of 18 within a million
+steps, where CleanRL's one-step DQN needs 2.4 to 3.2 million.
 """
 
 
@@ -87,22 +87,22 @@ class Config:
     """seed of everything random: the initial weights, the games, the exploration and the
     replay sampling. A run starts alike each time; later the update thread's timing may
     make it drift (--deterministic repeats it exactly)."""
-    # Deviation (replay-size): the paper keeps 1,000,000 transitions; Pong shows few
-    # distinct scenes, and 100,000 (Lapan's and Tianshou's Pong settings) fill sooner,
-    # hold fresher play and take a tenth of the memory.
+    # Deviation (replay-size): the paper keeps 1,000,000 transitions; Lapan's and
+    # Tianshou's Pong settings keep 100,000, which fill sooner, hold fresher play and
+    # take a tenth of the memory.
     buffer_size: int = 100_000
     """replay memory size in transitions (paper: 1,000,000; 100,000 take about 0.71 GB:
     one 84x84 frame each)."""
-    # Deviation (replay-start): the paper plays 50,000 random steps first; a tenth of the
-    # memory is enough to start on, as in Lapan's Pong settings.
+    # Deviation (replay-start): the paper plays 50,000 random steps first (a twentieth
+    # of its memory); Lapan's Pong settings start after 10,000, a tenth of theirs.
     learning_starts: int = 10_000
     """agent steps of uniformly random play that fill the memory before learning starts
     (paper: 50,000)."""
     batch_size: int = 32
     """transitions per gradient update (paper: 32)."""
-    # Deviation (update-period): one update every 8 steps, half the paper's rate: with
-    # 3-step targets (n_step below) each update carries more of the rewards, and the loop,
-    # which waits on the updates on a CPU, runs about twice as fast (Tianshou: every 10).
+    # Deviation (update-period): one update every 8 steps, half the paper's rate: the
+    # loop, which waits on the updates on a CPU, runs 1.8 times as fast (Tianshou updates
+    # every 10 steps, with 3-step targets).
     train_every: int = 8
     """agent steps between two gradient updates (paper: 4)."""
     # Deviation (target-update): the paper copies every 10,000 steps; Breakout's 1,000
@@ -209,8 +209,8 @@ stream and an action-advantage stream after the convolutions.
 
 Learning from consecutive frames would show the network a long run of almost
 identical states; sampling uniformly from the last 100,000 transitions breaks
-those correlations (the paper kept a million; Pong shows far fewer distinct
-scenes than most games). `ReplayMemory` stores each 84x84 frame once (7 KB) with
+those correlations (the paper kept a million; Lapan's and Tianshou's Pong
+settings keep 100,000). `ReplayMemory` stores each 84x84 frame once (7 KB) with
 its action, clipped reward and terminated flag, and rebuilds the 4-frame stacks
 when it samples, so 100,000 transitions take about 0.71 GB instead of the 5.6 GB
 of storing two stacks per transition. With 3-step targets it also reads the two
@@ -221,13 +221,21 @@ transitions after each sampled one, to sum their rewards.
 ## Training step
 
 `make_train_step` returns a `tf.function` that does one update on a batch: the
-target `y = r + gamma * max_a' Q_target(s', a') * (1 - terminated)`, the Huber
-loss between `y` and `Q(s, a)` under a `GradientTape` (the paper's error
-clipping), gradient clipping and the optimizer step: Keras' Adam, which
+3-step target
+`y = r_t + gamma r_t+1 + gamma^2 r_t+2 + gamma^3 max_a' Q_target(s_t+3, a') * (1 - terminated)`,
+the Huber loss between `y` and `Q(s_t, a_t)` under a `GradientTape` (the paper's
+error clipping), gradient clipping and the optimizer step: Keras' Adam, which
 `FusedAdam` applies with one fused TensorFlow kernel (the same arithmetic, a
-little faster on a CPU). Only a real end of the
-learning episode (`terminated`) cuts the bootstrap; a game stopped by the time
-limit (`truncated`) still looks ahead.
+little faster on a CPU). The replay memory sums the three rewards; the update
+only sees `gamma^m` for the bootstrap. Only a real end of the learning episode
+(`terminated`) cuts the sum and the bootstrap; a game stopped by the time limit
+(`truncated`) still looks ahead, from the state where it was cut.
+
+The paper's target looks one step ahead,
+`y = r + gamma * max_a' Q_target(s', a') * (1 - terminated)` (`--n-step 1`). Pong
+uses three (a deviation): a point is scored tens of steps after the hit that won
+it, and a 3-step target carries that reward back three steps per update of the
+target instead of one.
 
 Acting calls the network through a `tf.function` too: 1 to 2 ms a step on a 2-core
 Intel Xeon, where `model.predict` cost about 110.
@@ -241,13 +249,9 @@ lets the running update finish before the target network is synced or a
 checkpoint is taken.
 `--no-overlap-updates` runs every update in turn, as the paper does.
 
-Two options beyond the paper change the target. `--n-step N` sums N rewards
-before bootstrapping, `r_t + gamma r_t+1 + ... + gamma^N max_a' Q_target(s_t+N, a')`,
-which the replay memory reads from the transitions it keeps; Pong uses N = 3 by
-default (a deviation: a point is won tens of steps after the hit that won it, and
-three-step targets carry that reward back faster), and `--n-step 1` gives the
-paper's target. `--double-dqn`, off by default, lets the online network choose the
-next action and the target network value it (van Hasselt et al., 2016).
+One more option beyond the paper changes the target, off by default:
+`--double-dqn` lets the online network choose the next action and the target
+network value it (van Hasselt et al., 2016).
 """
 
 
