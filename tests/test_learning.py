@@ -53,9 +53,14 @@ OPTIONS = {"double_dqn": True, "n_step": 3, "dueling": True}
 
 
 # The default mode, updates beside play, learns too; its result depends on thread timing,
-# so it is held to lower bars (its last 100 games scored from 0.5 to 0.9 in our trials).
+# so it is held to lower bars. A greedy agent catches every ball of a starting column or
+# none, so its score over the 200 games moves in steps: all five columns score 1.0, four
+# about 0.6 (0.58 to 0.67, as the missed column is more or less frequent), three about 0.2.
+# In 12 trials on 2 CPU cores the overlapped run caught all five columns 9 times and four
+# 3 times (its last 100 training games: 0.48 to 0.92), so its bar is "at most one column
+# missed"; the runs in turn, which repeat exactly, catch all five.
 OVERLAPPED = {"overlap_updates": True}
-BARS = {"paper": (0.5, 0.8), "double-n3-dueling": (0.5, 0.8), "overlapped": (0.2, 0.6)}
+BARS = {"paper": (0.5, 0.8), "double-n3-dueling": (0.5, 0.8), "overlapped": (0.2, 0.4)}
 
 
 @pytest.mark.slow
