@@ -62,9 +62,9 @@ evaluation_games = 2
   and one left idle disconnects sooner; everything in `/content` goes with it.
   Breakout reached a running reward of 40 after 437,000 to 480,000 steps in our
   three reference runs (0.9 hours on a 2-core CPU to itself). Pong takes longer:
-  with its own defaults our reference run reached 18 after 1,420,000 steps (3.0
-  hours on a 2-core CPU; CleanRL's published DQN curves reach 18 at 2.4 to 3.2
-  million steps). A run may well span more than one session.
+  with its own defaults our two reference runs reached 18 after 860,000 and
+  1,420,000 steps (1.7 and 3.0 hours on a 2-core CPU; CleanRL's published DQN curves
+  reach 18 at 2.4 to 3.2 million steps). A run may well span more than one session.
 - **Keep the run on Google Drive.** Set `mount_drive = True` above: the next cell
   mounts your Drive and puts `run_dir` and `video_dir` in `MyDrive/dqn-atari/`.
   The run saves a checkpoint every `checkpoint_every` steps (see the
